@@ -1,0 +1,60 @@
+"""Entry point of the decoder child process: `python -m asr.decode_child PATH LIMITS_JSON`.
+
+It limits itself first (address space, CPU time, no core files), then streams framed messages
+(see asr.audio) on its stdout. Nothing else may write to that descriptor, so stdout is moved to
+a private descriptor and fd 1 is pointed at stderr before any library is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+
+
+def _limit_self(memory_bytes: int, cpu_s: float) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    if cpu_s > 0:
+        soft = int(cpu_s) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+
+
+def main(argv: list[str]) -> int:
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    path, limits_json = argv[1], argv[2]
+
+    from .types import AudioLimits
+
+    limits = AudioLimits(**json.loads(limits_json))
+    _limit_self(limits.decoder_memory_bytes, limits.decode_timeout_s)
+
+    from .audio import DecodeSummary, StreamInfo, decode_blocks, write_message
+    from .errors import ASRError
+
+    try:
+        for item in decode_blocks(path, limits):
+            if isinstance(item, StreamInfo):
+                write_message(out_fd, b"I", json.dumps(item.to_dict()).encode())
+            elif isinstance(item, DecodeSummary):
+                write_message(out_fd, b"S", json.dumps(item.__dict__).encode())
+            else:
+                write_message(out_fd, b"A", item.tobytes())
+    except ASRError as e:
+        write_message(out_fd, b"E", json.dumps({"type": type(e).__name__, "message": str(e)}).encode())
+    except MemoryError:
+        message = (
+            f"decoding '{os.path.basename(path)}' needed more than the decoder's "
+            f"{limits.decoder_memory_bytes // 2**20} MB memory limit; the file is probably damaged"
+        )
+        write_message(out_fd, b"E", json.dumps({"type": "DecoderFailure", "message": message}).encode())
+    except BrokenPipeError:
+        return 1  # the parent went away (cancelled or stopped): nothing left to tell
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

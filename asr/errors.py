@@ -1,0 +1,27 @@
+"""The errors a user can see. Each message says what was wrong and what is accepted."""
+
+from __future__ import annotations
+
+
+class ASRError(Exception):
+    """Base for every error this package raises on purpose."""
+
+
+class InputError(ASRError):
+    """The audio the user sent cannot be used (empty, undecodable, unsupported, over a limit)."""
+
+
+class AudioTooLongError(InputError):
+    """The decoded audio is longer than the configured duration cap."""
+
+
+class DecoderFailure(InputError):
+    """The decoder process crashed, hung or ran out of memory on this file."""
+
+
+class LanguageError(InputError):
+    """An unknown language code or an unsupported (source, target) pair."""
+
+
+class ModelLoadError(ASRError):
+    """The model could not be loaded (missing weights, no network, bad file)."""

@@ -1,0 +1,202 @@
+"""Constants, option dataclasses and the typed values that move between stages.
+
+Times inside the front end are integer sample indices at SAMPLE_RATE (exact, no float drift);
+seconds appear only in properties and at the JSON boundary (`to_dict`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+"""Every stage after decoding works on mono float32 at this rate (Canary's and Silero's rate)."""
+
+MAX_CHUNK_S = 20.0
+"""Longest audio the model sees in one item: Canary-1B-v2 was trained on utterances up to ~20 s
+with its 40 s limit, and its timestamps are most reliable on short inputs."""
+
+TARGET_LUFS = -23.0
+"""EBU R 128 programme loudness; every chunk is normalised to it before inference."""
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as e:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from e
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """Bounds on what the decoder accepts. Defaults are documented in the README; each can be set
+    from the environment (see `from_env`) so an operator can widen or tighten them per deployment."""
+
+    max_duration_s: float = 4 * 3600.0
+    """Cap on decoded audio, counted in decoded samples as they arrive (headers are not trusted)."""
+    min_sample_rate: int = 1_000
+    max_sample_rate: int = 768_000
+    max_channels: int = 64
+    decode_timeout_s: float = 600.0
+    """Wall-clock deadline for the decoder process; a hang fails the prediction, not the server."""
+    decoder_memory_bytes: int = 2 * 1024**3
+    """Address-space limit of the decoder process (its output streams out, so it needs little)."""
+
+    @classmethod
+    def from_env(cls) -> "AudioLimits":
+        d = cls()
+        return cls(
+            max_duration_s=_env_float("ASR_MAX_DURATION_S", d.max_duration_s),
+            min_sample_rate=int(_env_float("ASR_MIN_SAMPLE_RATE", d.min_sample_rate)),
+            max_sample_rate=int(_env_float("ASR_MAX_SAMPLE_RATE", d.max_sample_rate)),
+            max_channels=int(_env_float("ASR_MAX_CHANNELS", d.max_channels)),
+            decode_timeout_s=_env_float("ASR_DECODE_TIMEOUT_S", d.decode_timeout_s),
+            decoder_memory_bytes=int(_env_float("ASR_DECODER_MEMORY_MB", d.decoder_memory_bytes / 2**20) * 2**20),
+        )
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Silero VAD settings, tuned for feeding an ASR model rather than for tight speech marks.
+
+    - threshold 0.5 / neg_threshold 0.35: Silero's own defaults (hysteresis against flicker).
+    - min_silence_ms 500: shorter pauses stay inside a span, so the model hears natural
+      within-sentence pauses and words are never cut at a breath.
+    - speech_pad_ms 200: keeps soft onsets and word endings (fricatives, plosives) that the VAD
+      scores low; neighbouring spans closer than twice this meet in the middle instead.
+    - min_speech_ms 250: drops clicks and coughs shorter than any word.
+    """
+
+    threshold: float = 0.5
+    neg_threshold: float | None = None
+    min_speech_ms: int = 250
+    min_silence_ms: int = 500
+    speech_pad_ms: int = 200
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    """How speech spans are packed into model inputs."""
+
+    max_chunk_s: float = MAX_CHUNK_S
+    split_search_s: float = 5.0
+    """A span longer than max_chunk_s is cut at the quietest point within this many seconds
+    before the limit, so a monologue without pauses is cut between words, not inside one."""
+    split_frame_ms: int = 20
+    """Resolution of the quietest-point search (RMS over frames of this length)."""
+
+
+@dataclass(frozen=True)
+class LoudnessOptions:
+    """Per-chunk loudness normalisation (ITU-R BS.1770-4 via pyloudnorm)."""
+
+    target_lufs: float = TARGET_LUFS
+    max_gain_db: float = 30.0
+    """A near-silent chunk is not boosted by more than this (it would only amplify noise)."""
+    peak_ceiling_dbfs: float = -1.0
+    """A look-ahead limiter keeps every sample at or below this level, so nothing clips."""
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """A stretch of the original audio, [start_sample, end_sample) at SAMPLE_RATE."""
+
+    start_sample: int
+    end_sample: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start_sample < self.end_sample:
+            raise ValueError(f"invalid span [{self.start_sample}, {self.end_sample})")
+
+    @property
+    def num_samples(self) -> int:
+        return self.end_sample - self.start_sample
+
+    @property
+    def start_s(self) -> float:
+        return self.start_sample / SAMPLE_RATE
+
+    @property
+    def end_s(self) -> float:
+        return self.end_sample / SAMPLE_RATE
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One model input: speech spans of the original audio laid end to end, in order."""
+
+    spans: tuple[Span, ...]
+
+    def __post_init__(self) -> None:
+        if not self.spans:
+            raise ValueError("a chunk needs at least one span")
+        for a, b in zip(self.spans, self.spans[1:]):
+            if b.start_sample < a.end_sample:
+                raise ValueError(f"chunk spans overlap or are out of order: {a} then {b}")
+
+    @property
+    def num_samples(self) -> int:
+        return sum(s.num_samples for s in self.spans)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the audio the model sees (gaps between spans are not included)."""
+        return self.num_samples / SAMPLE_RATE
+
+    @property
+    def start_s(self) -> float:
+        return self.spans[0].start_s
+
+    @property
+    def end_s(self) -> float:
+        return self.spans[-1].end_s
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedChunk:
+    """A chunk with its normalised audio, ready for the model."""
+
+    chunk: Chunk
+    samples: np.ndarray = field(repr=False)
+    """float32, mono, SAMPLE_RATE, normalised to the target loudness and peak-limited."""
+    lufs: float | None
+    """Integrated loudness of `samples` (after normalisation); None where it cannot be measured
+    (digital silence, or too short to measure)."""
+    gain_db: float
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkPlan:
+    """What the front end hands to the model: every detected speech span in exactly one chunk."""
+
+    duration_s: float
+    """Decoded duration of the whole recording."""
+    speech_s: float
+    """Total duration of detected speech (the sum of all chunk durations)."""
+    chunks: tuple[PreparedChunk, ...]
+
+    def to_dict(self) -> dict:
+        """The JSON of `python -m asr segment` (DESIGN.md section 3)."""
+        return {
+            "duration_s": round(self.duration_s, 3),
+            "speech_s": round(self.speech_s, 3),
+            "chunks": [
+                {
+                    "start_s": round(p.chunk.start_s, 3),
+                    "end_s": round(p.chunk.end_s, 3),
+                    "duration_s": round(p.chunk.duration_s, 3),
+                    "spans": [[round(s.start_s, 3), round(s.end_s, 3)] for s in p.chunk.spans],
+                    "lufs": None if p.lufs is None else round(p.lufs, 2),
+                }
+                for p in self.chunks
+            ],
+        }

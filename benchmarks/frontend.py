@@ -1,0 +1,195 @@
+"""Front-end benchmark: our chunk planner vs a seed-style baseline, on long MP3s.
+
+    .venv/bin/python benchmarks/frontend.py                 # 10- and 60-minute files
+    .venv/bin/python benchmarks/frontend.py --minutes 10    # quicker
+    .venv/bin/python benchmarks/frontend.py --skip-baseline
+
+The test files are 44.1 kHz stereo 128 kb/s MP3s made by tiling the 60 s speech clip in
+../shared/audio/test.wav (cached under .cache/bench). Each measurement is a fresh process, timed
+from outside (interpreter start, imports and model load included), like `python -m asr segment`.
+
+The baseline reproduces the seed's front end as its issue describes it: soundfile to read,
+mean of channels, librosa.resample to 16 kHz, Silero's window-by-window get_speech_timestamps
+on its TorchScript model (the package defaults, as the seed's exact parameters are not kept),
+a chunk loop that drops every span that would overflow a 20 s chunk and never emits the last
+chunk, and pyloudnorm per chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache" / "bench"
+SOURCE = Path(os.environ.get("ASR_TEST_AUDIO_DIR", ROOT.parent / "shared" / "audio")) / "test.wav"
+
+
+def make_mp3(minutes: int) -> Path:
+    """Encode one minute once, then repeat its packets: minutes of MP3 in seconds of work."""
+    import av
+    import numpy as np
+    import soxr
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out_path = CACHE / f"speech-{minutes}min-44k-stereo-128k.mp3"
+    if out_path.exists():
+        return out_path
+    one = CACHE / "speech-1min-44k-stereo-128k.mp3"
+    if not one.exists():
+        with av.open(str(SOURCE)) as c:
+            x = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]).astype(np.float32) / 32768
+        y = soxr.resample(x, 16_000, 44_100).astype(np.float32)
+        stereo = np.stack([y, 0.9 * y])
+        with av.open(str(one), "w", format="mp3") as o:
+            s = o.add_stream("libmp3lame", rate=44_100, layout="stereo")
+            s.bit_rate = 128_000
+            for i in range(0, stereo.shape[1], 44_100):
+                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(stereo[:, i : i + 44_100]), format="fltp", layout="stereo")
+                fr.sample_rate = 44_100
+                for p in s.encode(fr):
+                    o.mux(p)
+            for p in s.encode(None):
+                o.mux(p)
+    tmp = out_path.with_suffix(".part")
+    with av.open(str(one)) as src, av.open(str(tmp), "w", format="mp3") as dst:
+        ist = src.streams.audio[0]
+        packets = [p for p in src.demux(ist) if p.size]
+        ost = dst.add_stream_from_template(ist)
+        pts = [p.pts for p in packets]
+        step = sum(p.duration for p in packets)
+        for k in range(minutes):
+            for p, t in zip(packets, pts):
+                p.pts = p.dts = t + k * step
+                p.stream = ost
+                dst.mux(p)
+    tmp.rename(out_path)
+    return out_path
+
+
+# ------------------------------------------------------------------------------------------
+# Workers: each runs in its own process and prints one JSON line.
+# ------------------------------------------------------------------------------------------
+
+def worker_ours(path: str) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from asr.frontend import FrontEnd
+
+    plan = FrontEnd().plan(path)
+    kept = sum(c.chunk.duration_s for c in plan.chunks)
+    return {"detected_s": plan.speech_s, "kept_s": kept, "chunks": len(plan.chunks), "duration_s": plan.duration_s}
+
+
+def worker_seed(path: str) -> dict:
+    import importlib.util
+
+    import librosa
+    import numpy as np
+    import pyloudnorm as pyln
+    import soundfile as sf
+    import torch
+
+    spec = importlib.util.find_spec("silero_vad")
+    jit = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.jit"
+    from silero_vad.utils_vad import get_speech_timestamps
+
+    sr_target, max_chunk = 16_000, 20 * 16_000
+    data, sr = sf.read(path)
+    if data.ndim > 1:
+        data = data.mean(axis=1)
+    if sr != sr_target:
+        data = librosa.resample(data, orig_sr=sr, target_sr=sr_target)
+    model = torch.jit.load(str(jit))
+    model.eval()
+    stamps = get_speech_timestamps(torch.from_numpy(data).float(), model, sampling_rate=sr_target)
+    detected = sum(t["end"] - t["start"] for t in stamps) / sr_target
+    chunks, current, current_len = [], [], 0
+    for t in stamps:  # the seed's loop, bugs included
+        seg = data[t["start"] : t["end"]]
+        if current_len + len(seg) > max_chunk:
+            chunks.append(np.concatenate(current) if current else np.zeros(0))
+            current, current_len = [], 0
+            continue
+        current.append(seg)
+        current_len += len(seg)
+    meter = pyln.Meter(sr_target)
+    kept = 0.0
+    for c in chunks:
+        if len(c) < 0.4 * sr_target:
+            continue
+        pyln.normalize.loudness(c, meter.integrated_loudness(c), -23.0)
+        kept += len(c) / sr_target
+    return {"detected_s": detected, "kept_s": kept, "chunks": len(chunks), "duration_s": len(data) / sr_target}
+
+
+def run_worker(kind: str, path: Path) -> dict:
+    """Run a worker in a fresh process; wall time measured here, peak RSS from the kernel."""
+    code = (
+        "import json, resource, sys; sys.path.insert(0, %r);"
+        "import frontend as b; r = getattr(b, %r)(%r);"
+        "r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"
+        "r['child_peak_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024;"
+        "print(json.dumps(r))"
+    ) % (str(Path(__file__).parent), f"worker_{kind}", str(path))
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} worker failed:\n{out.stderr}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["wall_s"] = wall
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=int, nargs="+", default=[10, 60])
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON line per file")
+    args = ap.parse_args()
+    print(f"machine: {os.cpu_count()} cores; source: {SOURCE.name}", file=sys.stderr)
+    for minutes in args.minutes:
+        path = make_mp3(minutes)
+        ours = run_worker("ours", path)
+        seed = None if args.skip_baseline else run_worker("seed", path)
+        audio_s = ours["duration_s"]
+        row = {
+            "file": path.name,
+            "audio_s": round(audio_s, 1),
+            "ours_wall_s": round(ours["wall_s"], 2),
+            "ours_x_realtime": round(audio_s / ours["wall_s"], 1),
+            "ours_peak_rss_mb": round(ours["peak_rss_mb"]),
+            "ours_decoder_peak_rss_mb": round(ours["child_peak_rss_mb"]),
+            "ours_speech_detected_s": round(ours["detected_s"], 1),
+            "ours_speech_kept_s": round(ours["kept_s"], 1),
+            "ours_chunks": ours["chunks"],
+        }
+        if seed:
+            row.update({
+                "seed_wall_s": round(seed["wall_s"], 2),
+                "seed_peak_rss_mb": round(seed["peak_rss_mb"]),
+                "seed_speech_detected_s": round(seed["detected_s"], 1),
+                "seed_speech_kept_s": round(seed["kept_s"], 1),
+                "speedup_vs_seed": round(seed["wall_s"] / ours["wall_s"], 1),
+            })
+        if args.json:
+            print(json.dumps(row))
+            continue
+        print(f"\n{path.name}  ({audio_s / 60:.1f} min)")
+        print(f"  ours : {row['ours_wall_s']:7.2f} s wall  ({row['ours_x_realtime']:.0f}x real time)  "
+              f"peak RSS {row['ours_peak_rss_mb']} MB (+ decoder process {row['ours_decoder_peak_rss_mb']} MB)  "
+              f"speech kept {row['ours_speech_kept_s']} of {row['ours_speech_detected_s']} s detected")
+        if seed:
+            print(f"  seed : {row['seed_wall_s']:7.2f} s wall  peak RSS {row['seed_peak_rss_mb']} MB  "
+                  f"speech kept {row['seed_speech_kept_s']} of {row['seed_speech_detected_s']} s detected")
+            print(f"  ratio: ours is {row['speedup_vs_seed']}x faster than the seed-style baseline")
+
+
+if __name__ == "__main__":
+    main()

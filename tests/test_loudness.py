@@ -1,0 +1,107 @@
+"""Loudness: -23 LUFS on real speech; never NaN or inf; capped gain; nothing clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asr.loudness import limit_peaks, measure_lufs, normalise
+from asr.types import SAMPLE_RATE, TARGET_LUFS, LoudnessOptions
+
+
+def _ok(result, ceiling_dbfs: float = -1.0) -> None:
+    assert result.samples.dtype == np.float32
+    assert np.isfinite(result.samples).all()
+    assert np.abs(result.samples).max(initial=0) <= 10 ** (ceiling_dbfs / 20) + 1e-6
+    assert result.lufs is None or np.isfinite(result.lufs)
+    assert np.isfinite(result.gain_db)
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.3, 1.0, 3.0])
+def test_real_speech_chunks_reach_the_target(speech60, scale):
+    x = speech60[0][0] * scale
+    for start_s in range(0, 60, 7):
+        seg = x[start_s * SAMPLE_RATE : (start_s + 5) * SAMPLE_RATE]
+        r = normalise(seg)
+        _ok(r)
+        assert r.lufs is not None and abs(r.lufs - TARGET_LUFS) < 0.5
+        assert abs(measure_lufs(r.samples) - r.lufs) < 1e-3  # the reported figure is the real one
+
+
+def test_reported_loudness_is_measured_when_the_limiter_works():
+    rng = np.random.default_rng(0)
+    x = (0.01 * rng.standard_normal(SAMPLE_RATE * 3)).astype(np.float32)
+    x[::4000] = 0.9  # clicks far above the speech level
+    r = normalise(x)
+    _ok(r)
+    assert abs(measure_lufs(r.samples) - r.lufs) < 1e-3
+
+
+def test_reported_loudness_is_measured_when_blocks_cross_the_gate():
+    x = np.zeros(SAMPLE_RATE * 4, np.float32)
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    x[:SAMPLE_RATE] = 0.02 * np.sin(2 * np.pi * 500 * t)  # speech-level second
+    x[SAMPLE_RATE:] = 2e-4 * np.sin(2 * np.pi * 500 * np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE)  # ~-74 LUFS tail
+    r = normalise(x)
+    _ok(r)
+    assert abs(measure_lufs(r.samples) - r.lufs) < 1e-3
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.1, 0.25, 0.399, 0.4, 0.5])
+def test_short_chunks(seconds):
+    n = int(seconds * SAMPLE_RATE)
+    x = (0.1 * np.sin(np.arange(n) / 3)).astype(np.float32)
+    r = normalise(x)
+    _ok(r)
+    if seconds >= 0.1:
+        assert r.lufs is not None and abs(r.lufs - TARGET_LUFS) < 0.5
+
+
+@pytest.mark.parametrize("n", [0, 1, 160, SAMPLE_RATE * 2])
+def test_digital_silence_is_left_alone(n):
+    r = normalise(np.zeros(n, np.float32))
+    _ok(r)
+    assert r.lufs is None and r.gain_db == 0.0
+    assert not r.samples.any()
+
+
+def test_non_finite_samples_become_zero():
+    x = (0.1 * np.sin(np.arange(SAMPLE_RATE) / 5)).astype(np.float32)
+    x[10:20] = np.nan
+    x[30] = np.inf
+    x[31] = -np.inf
+    r = normalise(x)
+    _ok(r)
+    assert r.lufs is not None and abs(r.lufs - TARGET_LUFS) < 0.5
+
+
+def test_gain_is_capped_for_near_silence():
+    x = (1e-3 * np.sin(np.arange(SAMPLE_RATE * 2) / 5)).astype(np.float32)
+    quiet = measure_lufs(x)
+    assert quiet is not None and quiet < TARGET_LUFS - 35  # needs more than 30 dB, above the gate
+    r = normalise(x, LoudnessOptions(max_gain_db=30.0))
+    _ok(r)
+    assert r.gain_db == pytest.approx(30.0)
+    assert r.lufs == pytest.approx(quiet + 30.0, abs=0.01)
+
+
+def test_huge_peaks_are_limited_without_clipping():
+    rng = np.random.default_rng(2)
+    x = (0.05 * rng.standard_normal(SAMPLE_RATE * 2)).astype(np.float32)
+    x[5000] = 1e6
+    x[9000:9100] = -3e4
+    r = normalise(x)
+    _ok(r)
+
+
+def test_limiter_gain_never_exceeds_what_is_needed():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        x = (rng.standard_normal(20_000) * rng.uniform(0.1, 3)).astype(np.float32)
+        y, limited = limit_peaks(x, 0.5)
+        assert np.abs(y).max() <= 0.5 + 1e-7
+        # where no limiting was needed nearby, the signal is untouched
+        assert limited == (np.abs(x).max() > 0.5)
+    quiet = np.full(100, 0.1, np.float32)
+    y, limited = limit_peaks(quiet, 0.5)
+    assert not limited and y is quiet
