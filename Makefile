@@ -1,6 +1,7 @@
 # make venv   - create .venv with pinned dependencies (no-op when up to date)
 # make test   - the whole test suite (installs first)
 # make serve  - Cog's HTTP server on 127.0.0.1:$(PORT), model from $$ASR_MODEL
+# make weights - download nvidia/canary-1b-v2 into weights/ (before cog build)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ PORT ?= 5000
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: venv test serve clean tiny-model
+.PHONY: venv test serve clean weights
 
 venv: $(VENV)/.installed
 
@@ -25,8 +26,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# coglet starts its worker with the `python` found on PATH, so the venv goes first on PATH.
 serve: venv
-	COG_PREDICT_TYPE_STUB=predict.py:Runner PORT=$(PORT) $(PY) -m cog.server.http --host 127.0.0.1
+	$(PY) tools/openapi_schema.py predict.py:Runner --out .cog/openapi_schema.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" COG_PREDICT_TYPE_STUB=predict.py:Runner PORT=$(PORT) \
+		$(PY) -m cog.server.http --host 127.0.0.1
+
+# The real checkpoint, for `cog build` (needs network access to Hugging Face).
+weights: venv
+	$(PY) tools/download_weights.py --model nvidia/canary-1b-v2 --out weights
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache

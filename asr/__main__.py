@@ -19,6 +19,38 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transcribe(args: argparse.Namespace) -> int:
+    from . import formats
+    from .languages import resolve_pair
+    from .pipeline import Transcriber
+    from .types import SubtitleOptions, TranscribeOptions
+
+    resolve_pair(args.source_lang, args.target_lang)  # a bad pair fails before the model loads
+    timestamps = args.timestamps or args.format in ("srt", "vtt")
+    subtitles = SubtitleOptions(max_segment_s=args.max_segment_s, max_line_chars=args.max_line_chars)
+    options = TranscribeOptions(
+        source_lang=args.source_lang, target_lang=args.target_lang, pnc=not args.no_pnc,
+        timestamps=timestamps, subtitles=subtitles,
+    )
+    transcriber = Transcriber.load(args.model, device=args.device, batch_size=args.batch_size)
+    transcript = transcriber.transcribe(args.audio, options)
+    if args.format == "text":
+        sys.stdout.write(formats.to_text(transcript))
+    elif args.format == "json":
+        sys.stdout.write(formats.to_json(transcript, subtitles))
+    else:
+        formats.WRITERS[args.format]().write(transcript, sys.stdout, subtitles)
+    return 0
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from .engine import build_tiny_model
+
+    path = build_tiny_model(args.out, seed=args.seed)
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m asr", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -28,6 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("audio", help="path to an audio or video file")
     seg.add_argument("--compact", action="store_true", help="one-line JSON")
     seg.set_defaults(func=_segment)
+
+    tr = sub.add_parser("transcribe", help="transcribe or translate an audio or video file")
+    tr.add_argument("audio", help="path to an audio or video file")
+    tr.add_argument("--source-lang", default="en", help="language spoken in the audio (default: en)")
+    tr.add_argument("--target-lang", default=None,
+                    help="language of the output; omit to transcribe, or en<->X to translate")
+    tr.add_argument("--no-pnc", action="store_true", help="no punctuation or capitalisation")
+    tr.add_argument("--timestamps", action="store_true",
+                    help="word and segment timestamps (implied by --format srt|vtt)")
+    tr.add_argument("--format", choices=["text", "json", "srt", "vtt"], default="text")
+    tr.add_argument("--model", default=None, help="Hugging Face name or .nemo path (default: $ASR_MODEL)")
+    tr.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
+    tr.add_argument("--batch-size", type=int, default=None, help="chunks per model call")
+    tr.add_argument("--max-segment-s", type=float, default=7.0, help="longest subtitle cue (seconds)")
+    tr.add_argument("--max-line-chars", type=int, default=42, help="longest subtitle line (characters)")
+    tr.set_defaults(func=_transcribe)
+
+    tiny = sub.add_parser("tiny-model", help="write a small random-weight model with Canary-1B-v2's structure")
+    tiny.add_argument("out", help="output .nemo path")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=_tiny_model)
     return parser
 
 

@@ -48,6 +48,7 @@ ACCEPTED_HINT = "audio or video files such as WAV, MP3, M4A/AAC, FLAC, OGG/Vorbi
 
 _BLOCK_S = 2.0  # child -> parent block length: small enough for smooth overlap, large enough to be cheap
 _HEADER = struct.Struct("<cI")  # message kind, payload length
+_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -439,8 +440,11 @@ class DecoderProcess:
         while True:
             remaining = self._deadline - time.monotonic()
             try:
-                kind, payload = self._queue.get(timeout=max(0.0, remaining))
+                # Short waits: an asynchronous exception (Cog's cancel) lands between them.
+                kind, payload = self._queue.get(timeout=min(max(0.0, remaining), _POLL_S))
             except queue.Empty:
+                if remaining > _POLL_S:
+                    continue
                 self.close()
                 raise DecoderFailure(
                     f"decoding '{name}' took longer than {self.limits.decode_timeout_s:g} s and was "

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,9 +94,11 @@ class FrontEndRun:
         self._fe = frontend
         self.path = path
         self._progress = progress
-        self.duration_s = 0.0
+        self.decoded_s = 0.0  # grows while decoding
+        self.duration_s = 0.0  # final once decoding has finished
         self.speech_s = 0.0
         self.chunks_done = 0
+        self.chunks_total: int | None = None  # known once decoding has finished
         self.times = StageTimes()
 
     def __iter__(self) -> Iterator[PreparedChunk]:
@@ -119,18 +122,20 @@ class FrontEndRun:
                     if buffer is None:
                         buffer = SampleBuffer(_initial_capacity(decoder, fe.limits))
                     buffer.append(block)
+                    self.decoded_s = len(buffer) / SAMPLE_RATE
                     spans = tracker.push(vad.feed(block))
                     speech_samples += sum(s.num_samples for s in spans)
                     submit(packer.push(spans, buffer.array()), buffer.array())
                     if self._progress is not None:
-                        self._progress("decode", len(buffer) / SAMPLE_RATE, 0.0)
+                        self._progress("decode", self.decoded_s, 0.0)
                     while pending and pending[0].done():
                         yield self._take(pending)
                 audio = buffer.array() if buffer is not None else np.zeros(0, np.float32)
                 spans = tracker.push(vad.finish()) + tracker.finish(audio.size)
                 speech_samples += sum(s.num_samples for s in spans)
                 submit(packer.push(spans, audio) + packer.finish(), audio)
-                self.duration_s = audio.size / SAMPLE_RATE
+                self.chunks_total = self.chunks_done + len(pending)
+                self.decoded_s = self.duration_s = audio.size / SAMPLE_RATE
                 self.speech_s = speech_samples / SAMPLE_RATE
                 t1 = time.perf_counter()
                 self.times.decode_vad_s = t1 - t0
@@ -148,7 +153,14 @@ class FrontEndRun:
                     f.cancel()
 
     def _take(self, pending: deque[Future]) -> PreparedChunk:
-        chunk = pending.popleft().result()
+        future = pending[0]
+        while True:  # short waits, so an asynchronous exception (Cog's cancel) is not held up
+            try:
+                chunk = future.result(timeout=0.25)
+                break
+            except FutureTimeout:
+                continue
+        pending.popleft()
         self.chunks_done += 1
         return chunk
 

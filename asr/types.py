@@ -200,3 +200,111 @@ class ChunkPlan:
                 for p in self.chunks
             ],
         }
+
+
+@dataclass(frozen=True)
+class TimedText:
+    """A word or a segment as the model reports it: seconds from the start of the chunk it saw."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """The model's output for one chunk (timestamps empty when not asked for)."""
+
+    text: str
+    words: tuple[TimedText, ...] = ()
+    segments: tuple[TimedText, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model call's prompt: Canary's task slots (one prompt per call)."""
+
+    source_lang: str
+    target_lang: str
+    pnc: bool = True
+    timestamps: bool = True
+
+
+@dataclass(frozen=True)
+class SubtitleOptions:
+    """How segments are cut for subtitles. Defaults follow common broadcast guidance (EBU,
+    Netflix timed-text style guides): at most 42 characters per line, two lines, 7 s per cue."""
+
+    max_segment_s: float = 7.0
+    max_line_chars: int = 42
+    max_lines: int = 2
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What the user asked for. `target_lang` None means the same as the source (transcription)."""
+
+    source_lang: str = "en"
+    target_lang: str | None = None
+    pnc: bool = True
+    timestamps: bool = True
+    subtitles: SubtitleOptions = field(default_factory=SubtitleOptions)
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word on the original timeline (seconds)."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"start": round(self.start_s, 3), "end": round(self.end_s, 3), "word": self.text}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of text on the original timeline; `words` is empty when word times are not
+    available (timestamps off, or a translation: Canary aligns words only for transcription)."""
+
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start_s, 3),
+            "end": round(self.end_s, 3),
+            "text": self.text,
+            "words": [w.to_dict() for w in self.words],
+        }
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    segments: tuple[Segment, ...]
+    source_lang: str
+    target_lang: str
+    task: str
+    """"transcribe" or "translate"."""
+    duration_s: float
+    speech_s: float
+    model: str
+    timestamps: bool
+    timings_s: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict:
+        """The output contract (DESIGN.md section 3), without the subtitle files (asr.formats)."""
+        return {
+            "text": self.text,
+            "segments": [s.to_dict() for s in self.segments],
+            "source_lang": self.source_lang,
+            "target_lang": self.target_lang,
+            "task": self.task,
+            "duration_s": round(self.duration_s, 3),
+            "speech_s": round(self.speech_s, 3),
+            "model": self.model,
+        }

@@ -1,0 +1,133 @@
+"""Plain text, JSON, SRT and WebVTT from a Transcript.
+
+SRT and VTT differ only in class attributes over one shared cue iterator (the shape of
+openai/whisper's writers); writers take a text stream, so tests use io.StringIO.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+from .segments import wrap_lines
+from .types import SubtitleOptions, Transcript
+
+
+@dataclass(frozen=True)
+class Cue:
+    index: int
+    start_ms: int
+    end_ms: int
+    lines: tuple[str, ...]
+
+
+def balanced_lines(text: str, width: int, max_lines: int) -> list[str]:
+    """Break text into lines of at most `width` characters; two lines are balanced (broken at
+    the space nearest the middle) rather than a long line over a short one."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return [text]
+    if max_lines >= 2:
+        spaces = [i for i, ch in enumerate(text) if ch == " "]
+        ok = [i for i in spaces if i <= width and len(text) - i - 1 <= width]
+        if ok:
+            cut = min(ok, key=lambda i: abs(i - len(text) / 2))
+            return [text[:cut], text[cut + 1 :]]
+    return wrap_lines(text, width)
+
+
+def iter_cues(transcript: Transcript, options: SubtitleOptions | None = None) -> Iterator[Cue]:
+    """One cue per non-empty segment, in order, each lasting at least 1 ms and never starting
+    before the previous one."""
+    o = options or SubtitleOptions()
+    index = 0
+    last_start = 0
+    for seg in transcript.segments:
+        text = " ".join(seg.text.split())
+        if not text:
+            continue
+        index += 1
+        start = max(last_start, int(round(seg.start_s * 1000)))
+        end = max(start + 1, int(round(seg.end_s * 1000)))
+        last_start = start
+        yield Cue(index, start, end, tuple(balanced_lines(text, o.max_line_chars, o.max_lines)))
+
+
+def format_timestamp(ms: int, decimal_marker: str) -> str:
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{decimal_marker}{ms:03d}"
+
+
+class SubtitleWriter:
+    extension: str = ""
+    header: str = ""
+    decimal_marker: str = "."
+    numbered: bool = False
+
+    def escape(self, line: str) -> str:
+        return line
+
+    def write(self, transcript: Transcript, file: TextIO, options: SubtitleOptions | None = None) -> None:
+        file.write(self.header)
+        for cue in iter_cues(transcript, options):
+            if self.numbered:
+                file.write(f"{cue.index}\n")
+            file.write(
+                f"{format_timestamp(cue.start_ms, self.decimal_marker)} --> "
+                f"{format_timestamp(cue.end_ms, self.decimal_marker)}\n"
+            )
+            for line in cue.lines:
+                file.write(self.escape(line) + "\n")
+            file.write("\n")
+
+    def to_string(self, transcript: Transcript, options: SubtitleOptions | None = None) -> str:
+        buf = io.StringIO()
+        self.write(transcript, buf, options)
+        return buf.getvalue()
+
+
+class SRTWriter(SubtitleWriter):
+    """SubRip: index, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, text lines, blank line."""
+
+    extension = "srt"
+    decimal_marker = ","
+    numbered = True
+
+    def escape(self, line: str) -> str:
+        return line.replace("-->", "->")  # SRT has no escapes; the arrow would read as a timing line
+
+
+class VTTWriter(SubtitleWriter):
+    """WebVTT: `WEBVTT` header, `HH:MM:SS.mmm --> HH:MM:SS.mmm`, escaped cue text."""
+
+    extension = "vtt"
+    header = "WEBVTT\n\n"
+    decimal_marker = "."
+
+    def escape(self, line: str) -> str:
+        return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_text(transcript: Transcript) -> str:
+    return transcript.text + "\n"
+
+
+def to_dict(transcript: Transcript, options: SubtitleOptions | None = None) -> dict:
+    """The full output contract: the transcript, plus `srt` and `vtt` when timestamps are on."""
+    out = transcript.to_dict()
+    if transcript.timestamps:
+        out["srt"] = SRTWriter().to_string(transcript, options)
+        out["vtt"] = VTTWriter().to_string(transcript, options)
+    return out
+
+
+def to_json(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
+    return json.dumps(to_dict(transcript, options), ensure_ascii=False, indent=2) + "\n"
+
+
+WRITERS = {"srt": SRTWriter, "vtt": VTTWriter}

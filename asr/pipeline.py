@@ -1,0 +1,114 @@
+"""`Transcriber`: the front end, then the model, then a Transcript on the original timeline.
+
+Chunks stream out of the front end while the file is still being decoded; they are sent to the
+model in batches of `engine.batch_size`, each batch sorted by duration (less padding), so the
+model starts before decoding ends. Progress goes to the log at every batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .frontend import FrontEnd
+from .languages import resolve_pair
+from .segments import build_segments, join_text
+from .types import ChunkResult, PreparedChunk, Request, TranscribeOptions, Transcript
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float, float], None]
+"""progress(stage, done, total): stage "decode" (seconds decoded) or "transcribe" (chunks done,
+total known once decoding has finished, else 0)."""
+
+
+@dataclass
+class Timings:
+    """Wall seconds per stage of one transcription (decode and VAD overlap the model)."""
+
+    total_s: float = 0.0
+    frontend_s: float = 0.0
+    model_s: float = 0.0
+    batches: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"total_s": round(self.total_s, 3), "frontend_s": round(self.frontend_s, 3),
+                "model_s": round(self.model_s, 3), "batches": self.batches}
+
+
+class Transcriber:
+    """Built once (model loaded) and then used for every request."""
+
+    def __init__(self, engine, frontend: FrontEnd | None = None):
+        self.engine = engine
+        self.frontend = frontend or FrontEnd()
+
+    @classmethod
+    def load(cls, model: str | None = None, device: str | None = None, batch_size: int | None = None) -> "Transcriber":
+        from . import engine as engine_module
+
+        return cls(engine_module.load(model, device=device, batch_size=batch_size))
+
+    def transcribe(self, audio: str | os.PathLike, options: TranscribeOptions,
+                   progress: Progress | None = None) -> Transcript:
+        source, target, task = resolve_pair(options.source_lang, options.target_lang)  # fail before any work
+        request = Request(source_lang=source, target_lang=target, pnc=options.pnc, timestamps=options.timestamps)
+        name = os.path.basename(os.fspath(audio))
+        timings = Timings()
+        start = time.perf_counter()
+        results: list[tuple[PreparedChunk, ChunkResult]] = []
+        pending: list[PreparedChunk] = []
+        run = self.frontend.run(audio, progress=progress)
+        last_log = 0.0
+
+        def infer(batch: list[PreparedChunk]) -> None:
+            nonlocal last_log
+            batch = sorted(batch, key=lambda c: c.samples.size, reverse=True)
+            t = time.perf_counter()
+            out = self.engine.transcribe([c.samples for c in batch], request)
+            timings.model_s += time.perf_counter() - t
+            timings.batches += 1
+            results.extend(zip(batch, out))
+            now = time.perf_counter()
+            total = run.chunks_total or 0
+            if progress is not None:
+                progress("transcribe", len(results), total)
+            if now - last_log >= 5.0 or total == len(results):
+                last_log = now
+                log.info(
+                    "%s: %d%s chunks %sd (%.0f s of audio decoded), %.1f s elapsed", name, len(results),
+                    f"/{total}" if total else "", task, run.decoded_s, now - start,
+                )
+
+        for chunk in run:
+            pending.append(chunk)
+            if len(pending) >= self.engine.batch_size:
+                infer(pending)
+                pending = []
+        timings.frontend_s = run.times.decode_vad_s
+        if pending:
+            infer(pending)
+        results.sort(key=lambda cr: cr[0].chunk.start_s)
+        segments = build_segments(((c.chunk, r) for c, r in results), task, options.timestamps, options.subtitles)
+        timings.total_s = time.perf_counter() - start
+        transcript = Transcript(
+            text=join_text(r.text for _, r in results),
+            segments=tuple(segments),
+            source_lang=source,
+            target_lang=target,
+            task=task,
+            duration_s=run.duration_s,
+            speech_s=run.speech_s,
+            model=self.engine.name,
+            timestamps=options.timestamps,
+            timings_s=timings.to_dict(),
+        )
+        log.info("%s: %.1f s of audio (%.1f s speech) %sd in %.2f s (model %.2f s, %d batches)",
+                 name, transcript.duration_s, transcript.speech_s, task, timings.total_s,
+                 timings.model_s, timings.batches)
+        return transcript
+
