@@ -39,19 +39,23 @@ def balanced_lines(text: str, width: int, max_lines: int) -> list[str]:
     return wrap_lines(text, width)
 
 
+MIN_CUE_MS = 500
+"""A cue shorter than this is lengthened (up to the next cue's start) so it can be read."""
+
+
 def iter_cues(transcript: Transcript, options: SubtitleOptions | None = None) -> Iterator[Cue]:
-    """One cue per non-empty segment, in order, each lasting at least 1 ms and never starting
-    before the previous one."""
+    """One cue per non-empty segment, in order: never starting before the previous cue, lasting
+    at least MIN_CUE_MS where the next cue leaves room, and always at least 1 ms."""
     o = options or SubtitleOptions()
-    index = 0
+    segments = [(s, " ".join(s.text.split())) for s in transcript.segments]
+    segments = [(s, text) for s, text in segments if text]
     last_start = 0
-    for seg in transcript.segments:
-        text = " ".join(seg.text.split())
-        if not text:
-            continue
-        index += 1
+    for index, (seg, text) in enumerate(segments, start=1):
         start = max(last_start, int(round(seg.start_s * 1000)))
-        end = max(start + 1, int(round(seg.end_s * 1000)))
+        end = int(round(seg.end_s * 1000))
+        next_start = int(round(segments[index][0].start_s * 1000)) if index < len(segments) else None
+        readable = start + MIN_CUE_MS if next_start is None else min(start + MIN_CUE_MS, next_start)
+        end = max(end, readable, start + 1)
         last_start = start
         yield Cue(index, start, end, tuple(balanced_lines(text, o.max_line_chars, o.max_lines)))
 

@@ -31,6 +31,8 @@ def map_words(chunk: Chunk, words: Sequence[TimedText]) -> list[Word]:
         a = min(max(w.start_s, 0.0), tm.duration_s)
         b = min(max(w.end_s, a), tm.duration_s)
         i, j = tm.span_index(a, "start"), tm.span_index(b, "end")
+        if j < i:  # zero length, exactly on a seam: it belongs to the later span
+            b, j = a, i
         if i != j:
             def overlap(k: int) -> float:
                 lo, hi = tm.span_bounds_s(k)
