@@ -44,6 +44,16 @@ ACCEPTED_FORMATS: tuple[str, ...] = (
 """FFmpeg demuxers the decoder may use (checked against the probed format). Playlists, concat
 lists, image sequences and anything else that can open other files or URLs are not on it."""
 
+_FORMAT_NAMES = {
+    "concat": "an FFmpeg concat list", "hls": "an HLS playlist", "dash": "a DASH manifest",
+    "sdp": "an SDP session description", "png_pipe": "a PNG image", "jpeg_pipe": "a JPEG image",
+    "gif": "a GIF image", "gif_pipe": "a GIF image", "webp_pipe": "a WebP image", "bmp_pipe": "a BMP image",
+    "tiff_pipe": "a TIFF image", "svg_pipe": "an SVG image", "image2": "an image", "bin": "binary data",
+    "tty": "a text file", "srt": "a subtitle file", "webvtt": "a subtitle file", "ass": "a subtitle file",
+    "lrc": "a lyrics file", "ffmetadata": "an FFmpeg metadata file",
+}
+"""Plain words for formats FFmpeg recognises but this service refuses."""
+
 ACCEPTED_HINT = "audio or video files such as WAV, MP3, M4A/AAC, FLAC, OGG/Vorbis, Opus, WebM, MP4, MKV or MOV"
 
 _BLOCK_S = 2.0  # child -> parent block length: small enough for smooth overlap, large enough to be cheap
@@ -113,13 +123,14 @@ def open_input(path: str | os.PathLike):
         except av.error.FFmpegError as e:
             rejected = [fmt for _level, fmt, msg in logs if "not on whitelist" in msg]
             if rejected:
-                kind = rejected[0]
+                kind = _FORMAT_NAMES.get(rejected[0], f"'{rejected[0]}' data")
                 raise InputError(
-                    f"'{name}' is in a format this service does not read ({kind}); "
-                    f"accepted: {ACCEPTED_HINT}"
+                    f"'{name}' is {kind}, which this service does not read; accepted: {ACCEPTED_HINT}"
                 ) from e
+            reasons = [msg.strip() for _level, _fmt, msg in logs if msg.strip()]
+            reason = "; ".join(dict.fromkeys(reasons[-3:])) or (e.strerror or str(e))
             raise InputError(
-                f"could not read '{name}' as audio: {e.strerror or e}; accepted: {ACCEPTED_HINT}"
+                f"could not read '{name}' as audio: {reason}; accepted: {ACCEPTED_HINT}"
             ) from e
 
 

@@ -36,6 +36,8 @@ def main(argv: list[str]) -> int:
     from .errors import ASRError
 
     try:
+        if os.environ.get("ASR_FAULT_INJECTION") == "1":
+            _inject_fault(path)
         for item in decode_blocks(path, limits):
             if isinstance(item, StreamInfo):
                 write_message(out_fd, b"I", json.dumps(item.to_dict()).encode())
@@ -54,6 +56,44 @@ def main(argv: list[str]) -> int:
     except BrokenPipeError:
         return 1  # the parent went away (cancelled or stopped): nothing left to tell
     return 0
+
+
+FAULT_MAGIC = b"ASR-FAULT:"
+
+
+def _inject_fault(path: str) -> None:
+    """Test hook, off unless ASR_FAULT_INJECTION=1: a file starting with `ASR-FAULT:<kind>` makes
+    this process fail for real the way a broken decoder would, so tests can prove the server
+    survives it. Kinds: crash (SIGSEGV), abort (SIGABRT), hang (blocks), spin (burns CPU),
+    oom (allocates until the memory limit), exit (exits without a word)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return
+    if not head.startswith(FAULT_MAGIC):
+        return
+    kind = head[len(FAULT_MAGIC):].split()[0].decode("ascii", "replace") if head[len(FAULT_MAGIC):].strip() else ""
+    if kind == "crash":
+        import ctypes
+
+        ctypes.string_at(0)  # a real segmentation fault
+    elif kind == "abort":
+        os.abort()
+    elif kind == "hang":
+        import time
+
+        while True:
+            time.sleep(3600)
+    elif kind == "spin":
+        while True:
+            pass
+    elif kind == "oom":
+        hog = []
+        while True:
+            hog.append(bytearray(64 * 2**20))
+    elif kind == "exit":
+        os._exit(7)
 
 
 if __name__ == "__main__":

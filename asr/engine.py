@@ -88,6 +88,13 @@ class Engine:
     def name(self) -> str:
         return self.info.name
 
+    def release(self) -> None:
+        """Return cached GPU memory after a failed or cancelled request (no-op on CPU)."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
     def transcribe(self, audios: Sequence[np.ndarray], request: Request) -> list[ChunkResult]:
         """One batch of chunks (16 kHz mono float32) with one prompt. Results keep input order."""
         import torch

@@ -39,9 +39,11 @@ class AudioLimits:
 
     max_duration_s: float = 4 * 3600.0
     """Cap on decoded audio, counted in decoded samples as they arrive (headers are not trusted)."""
-    min_sample_rate: int = 1_000
-    max_sample_rate: int = 768_000
-    max_channels: int = 64
+    min_sample_rate: int = 4_000
+    """Below this a stream cannot carry intelligible speech (telephone audio is 8 kHz)."""
+    max_sample_rate: int = 384_000
+    """The highest rate studio formats use (DXD is 352.8 kHz)."""
+    max_channels: int = 32
     decode_timeout_s: float = 600.0
     """Wall-clock deadline for the decoder process; a hang fails the prediction, not the server."""
     decoder_memory_bytes: int = 2 * 1024**3

@@ -143,3 +143,19 @@ def load_reference(name: str) -> tuple[np.ndarray, int]:
     x = np.concatenate(frames, axis=1)
     scale = {np.dtype(np.int16): 1 / 32768, np.dtype(np.int32): 1 / 2**31}.get(x.dtype, 1.0)
     return (x.astype(np.float64) * scale).astype(np.float32), rate
+
+
+def repeat_encoded(src: Path, times: int, out: Path) -> Path:
+    """A long file in seconds: the encoded packets of `src` written `times` over (no re-encoding)."""
+    with av.open(str(src)) as i, av.open(str(out), "w", format=i.format.name.split(",")[0]) as o:
+        ist = i.streams.audio[0]
+        packets = [p for p in i.demux(ist) if p.size]
+        ost = o.add_stream_from_template(ist)
+        pts = [p.pts for p in packets]
+        step = sum(p.duration for p in packets)
+        for k in range(times):
+            for p, t in zip(packets, pts):
+                p.pts = p.dts = t + k * step
+                p.stream = ost
+                o.mux(p)
+    return out

@@ -130,7 +130,7 @@ def test_header_that_understates_the_length_is_not_trusted(tmp_path):
         (b"", "empty"),
         (b"hello, this is a text file and not audio\n" * 20, "could not read"),
         (bytes(np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8)), "could not read"),
-        (b"ffconcat version 1.0\nfile '/etc/passwd'\n", "concat"),
+        (b"ffconcat version 1.0\nfile '/etc/passwd'\n", "an FFmpeg concat list"),
     ],
     ids=["empty", "text", "random-bytes", "concat-list"],
 )

@@ -1,0 +1,86 @@
+"""Cancellation, a second simultaneous request, and no state carried between predictions."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+
+import pytest
+
+from tests.media import RECIPES, repeat_encoded, write_media
+from tests.test_hostile import decoder_children
+
+
+@pytest.fixture(scope="module")
+def long_mp3(speech60, tmp_path_factory):
+    """Ten minutes of speech as MP3 (the 60 s clip's packets repeated): a long prediction."""
+    x, rate = speech60
+    d = tmp_path_factory.mktemp("long")
+    one = write_media(d / "one.mp3", x, rate, RECIPES["mp3"])
+    return repeat_encoded(one, 10, d / "ten-minutes.mp3")
+
+
+def uri(path) -> str:
+    return "data:audio/mpeg;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def start_async(server, prediction_id: str, inputs: dict) -> tuple[threading.Thread, dict]:
+    """A synchronous PUT /predictions/{id} on a thread; its response lands in the returned dict."""
+    result: dict = {}
+
+    def call():
+        result["status"], result["body"] = server.request("PUT", f"/predictions/{prediction_id}", {"input": inputs})
+        result["at"] = time.monotonic()
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def wait_busy(server, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    while server.health() != "BUSY":
+        assert time.monotonic() < deadline, "the prediction never started"
+        time.sleep(0.05)
+
+
+def test_cancel_stops_a_long_prediction_and_the_next_one_works(server, long_mp3):
+    before = sorted(os.listdir(server.tmpdir))
+    thread, result = start_async(server, "cancel-me", {"audio": uri(long_mp3), "source_lang": "en"})
+    wait_busy(server)
+    time.sleep(3.0)  # decoding and the first batches are under way
+    asked = time.monotonic()
+    status, _ = server.request("POST", "/predictions/cancel-me/cancel")
+    assert status == 200
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert result["body"]["status"] == "canceled", result["body"]
+    assert result["at"] - asked < 5.0, "cancel took longer than a batch"
+    assert server.ready()
+    time.sleep(0.5)
+    assert decoder_children() == []
+    assert sorted(os.listdir(server.tmpdir)) == before
+    status, body = server.predict(audio=uri(long_mp3.parent / "one.mp3"), source_lang="en")
+    assert body["status"] == "succeeded", body
+
+
+def test_a_second_request_while_busy_gets_409(server, long_mp3):
+    thread, result = start_async(server, "hold-the-slot", {"audio": uri(long_mp3), "source_lang": "en"})
+    wait_busy(server)
+    status, body = server.predict(audio=uri(long_mp3.parent / "one.mp3"), source_lang="en")
+    assert status == 409
+    assert "busy" in body.get("error", "").lower()
+    server.request("POST", "/predictions/hold-the-slot/cancel")
+    thread.join(timeout=60)
+    assert server.ready()
+
+
+def test_no_state_leaks_between_predictions(server, shared_audio):
+    audio = "data:audio/flac;base64," + base64.b64encode((shared_audio / "jfk.flac").read_bytes()).decode()
+    first = server.predict(audio=audio, source_lang="en")[1]["output"]
+    other = server.predict(audio=audio, source_lang="it", target_lang="en", timestamps=False, pnc=False)[1]["output"]
+    again = server.predict(audio=audio, source_lang="en")[1]["output"]
+    assert (other["task"], other["source_lang"], other["srt"]) == ("translate", "it", None)
+    assert again == first  # same input, same answer, whatever came in between
