@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioTooLongError, DecoderFailure, InputError
+from .errors import AudioTooLongError, DecoderFailure, InputError, Stopped
 from .types import SAMPLE_RATE, AudioLimits
 
 log = logging.getLogger(__name__)
@@ -368,8 +368,10 @@ class DecoderProcess:
     and memory limits all surface as `DecoderFailure`; the child is always reaped.
     """
 
-    def __init__(self, path: str | os.PathLike, limits: AudioLimits | None = None):
+    def __init__(self, path: str | os.PathLike, limits: AudioLimits | None = None,
+                 stop: threading.Event | None = None):
         self.path = Path(path)
+        self.stop = stop
         self.limits = limits or AudioLimits.from_env()
         self.info: StreamInfo | None = None
         self.summary: DecodeSummary | None = None
@@ -449,6 +451,9 @@ class DecoderProcess:
     def __iter__(self) -> Iterator[np.ndarray]:
         name = _display_name(self.path)
         while True:
+            if self.stop is not None and self.stop.is_set():
+                self.close()
+                raise Stopped(f"decoding '{name}' was stopped")
             remaining = self._deadline - time.monotonic()
             try:
                 # Short waits: an asynchronous exception (Cog's cancel) lands between them.

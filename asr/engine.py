@@ -49,10 +49,16 @@ class EngineInfo:
     extra: dict = field(default_factory=dict)
 
 
+MAX_CUDA_BATCH = 128
+"""The Open ASR Leaderboard measures Canary-1B-v2 at batch 128; larger batches are untested."""
+CHUNK_BYTES_ESTIMATE = 96 * 2**20
+"""Activation memory of one 20 s chunk in bf16, with the aligner: the 8x subsampling's first
+convolution alone holds 256 x 1000 x 64 values (33 MB); rounded up for the rest."""
+
+
 def default_batch_size(device: str) -> int:
-    """Chunks per model call. On CUDA, Canary-1B-v2 in bf16 needs roughly 60 MB of activations per
-    20 s chunk; 64 keeps a 24 GB card comfortable and larger cards busy. On CPU more than a few
-    only adds latency."""
+    """Chunks per model call: $ASR_BATCH_SIZE if set; on CUDA as many as half the free memory
+    holds, up to MAX_CUDA_BATCH; on CPU 4 (more only adds latency there)."""
     env = os.environ.get("ASR_BATCH_SIZE")
     if env:
         try:
@@ -62,7 +68,12 @@ def default_batch_size(device: str) -> int:
         if value < 1:
             raise ValueError(f"ASR_BATCH_SIZE must be at least 1, not {value}")
         return value
-    return 64 if device.startswith("cuda") else 4
+    if device.startswith("cuda"):
+        import torch
+
+        free_bytes, _ = torch.cuda.mem_get_info(torch.device(device))
+        return max(1, min(MAX_CUDA_BATCH, int(free_bytes * 0.5 // CHUNK_BYTES_ESTIMATE)))
+    return 4
 
 
 class Engine:
@@ -124,8 +135,11 @@ class Engine:
             torch.autocast("cuda", dtype=self.dtype)
             if self.device.startswith("cuda") else contextlib.nullcontext()
         )
-        with autocast, torch.inference_mode():
-            hyps = self.model.transcribe(batch, override_config=config, timestamps=request.timestamps or None)
+        try:
+            with autocast, torch.inference_mode():
+                hyps = self.model.transcribe(batch, override_config=config, timestamps=request.timestamps or None)
+        finally:
+            clear_cross_attention_cache(self.model)  # do not hold a batch's encoder output
         return [_result(h, request.timestamps) for h in hyps]
 
 
@@ -201,6 +215,8 @@ def load(name_or_path: str | None = None, device: str | None = None, batch_size:
         )
     model.eval()
     _set_generation_cap(model, DEFAULT_MAX_GENERATION_DELTA)
+    if os.environ.get("ASR_XATTN_CACHE", "1") != "0":
+        install_cross_attention_cache(model)
     engine = Engine(model, name=name, device=dev, batch_size=batch_size, load_s=time.perf_counter() - start)
     log.info("loaded %s on %s (%s) in %.1f s; timestamp aligner: %s", name, dev, engine.info.dtype,
              engine.info.load_s, "yes" if engine.info.has_timestamp_model else "no")
@@ -220,6 +236,66 @@ def _set_generation_cap(model, delta: int) -> None:
                 cfg[strategy]["max_generation_delta"] = delta
     with _quiet_nemo():
         model.change_decoding_strategy(cfg)
+
+
+class _ProjectionCache:
+    """Wraps one nn.Linear's forward: returns the previous output when called again with the very
+    same input tensor (same object; for ordinary tensors also the same version counter, which
+    in-place writes bump; tensors made under inference_mode have none, and the generators never
+    write to the encoder output)."""
+
+    def __init__(self, linear):
+        self.forward = linear.forward  # the bound original
+        self.clear()
+
+    def clear(self) -> None:
+        self.input = None
+        self.version = None
+        self.output = None
+
+    @staticmethod
+    def _version(x):
+        return None if x.is_inference() else x._version
+
+    def __call__(self, x):
+        if x is self.input and self._version(x) == self.version:
+            return self.output
+        out = self.forward(x)
+        self.input, self.version, self.output = x, self._version(x), out
+        return out
+
+
+def install_cross_attention_cache(model) -> int:
+    """Make the decoder project the encoder output to cross-attention keys and values once per
+    batch instead of once per generated token.
+
+    NeMo 3.0's autoregressive generators pass the same encoder-output tensor to every decoding
+    step, and each decoder layer's cross-attention re-applies key_net and value_net to all of it:
+    2 x frames x 1024^2 multiply-adds per layer per token, about four times the rest of a decoder
+    step for a 20 s chunk. The result of a projection of an unchanged tensor is the same, so it
+    is cached, keyed on the tensor's identity and version; outputs are bit-identical (tested).
+    Returns the number of projections wrapped."""
+    decoder = getattr(getattr(model, "transf_decoder", None), "decoder", None)
+    wrapped = 0
+    for layer in getattr(decoder, "layers", []):
+        cross = getattr(layer, "second_sub_layer", None)
+        for name in ("key_net", "value_net"):
+            linear = getattr(cross, name, None)
+            if linear is None or isinstance(linear.forward, _ProjectionCache):
+                continue
+            linear.forward = _ProjectionCache(linear)  # instance attribute: weights and state_dict untouched
+            wrapped += 1
+    return wrapped
+
+
+def clear_cross_attention_cache(model) -> None:
+    decoder = getattr(getattr(model, "transf_decoder", None), "decoder", None)
+    for layer in getattr(decoder, "layers", []):
+        cross = getattr(layer, "second_sub_layer", None)
+        for name in ("key_net", "value_net"):
+            forward = getattr(getattr(cross, name, None), "forward", None)
+            if isinstance(forward, _ProjectionCache):
+                forward.clear()
 
 
 @contextlib.contextmanager
@@ -254,21 +330,32 @@ _CANARY2_SPECIALS = [
 ]
 
 
-def build_tiny_model(out_path: str | os.PathLike, seed: int = 0) -> Path:
-    """Write a small .nemo with Canary-1B-v2's structure: EncDecMultiTaskModel (FastConformer
-    encoder, pre-LN transformer decoder, tied head), 128 mel bins, the canary2 prompt format, one
-    SentencePiece tokenizer holding Canary's special tokens, all 25 language tokens and the
-    <|0|>..<|899|> timestamp tokens, and an auxiliary CTC model packed into the archive under the
-    names NeMo's restore looks for, so `transcribe(..., timestamps=True)` force-aligns like the
-    real model. It loads through ASRModel.restore_from like the real checkpoint.
+@dataclass(frozen=True)
+class CanaryDims:
+    """The sizes that distinguish Canary-1B-v2 from our tiny test model (everything else is shared)."""
 
-    Weights are random, except the decoder's: they are set so that it says TINY_PHRASE and stops,
-    whatever it hears. That keeps decoding fast and gives the text, spacing and forced-alignment
-    paths real words to carry (a random decoder repeats one token up to the length cap).
-    """
-    import tarfile
-    import tempfile
+    d_model: int
+    encoder_layers: int
+    encoder_heads: int
+    subsampling_channels: int
+    decoder_layers: int
+    decoder_heads: int
+    vocab_size: int
+    aligner_layers: int
 
+
+TINY_DIMS = CanaryDims(64, 2, 4, 32, 2, 4, 1300, 1)
+CANARY_1B_V2_DIMS = CanaryDims(1024, 32, 8, 256, 8, 8, 16384, 24)
+"""From Canary-1B-v2's published configuration: 32-layer, 1024-wide FastConformer (8x
+depthwise-striding subsampling, 256 channels, kernel 9), 8-layer pre-LN decoder with 8 heads and
+4096 inner size, a 16,384-token vocabulary, 128 mel bins, and a 24-layer CTC aligner."""
+
+
+def build_canary_like(dims: CanaryDims, work_dir: str | os.PathLike, seed: int = 0):
+    """(main model, aligner) with Canary-1B-v2's structure at the given sizes, random weights,
+    built with NeMo's own classes. The tokenizer (trained here on synthetic text) holds Canary's
+    special tokens, all 25 language tokens and the <|0|>..<|899|> timestamp tokens."""
+    import sentencepiece
     import torch
     from omegaconf import OmegaConf
 
@@ -277,106 +364,128 @@ def build_tiny_model(out_path: str | os.PathLike, seed: int = 0) -> Path:
 
     from .languages import CODES
 
-    out = Path(out_path).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    with tempfile.TemporaryDirectory() as tmp, _quiet_nemo():
-        tmp = Path(tmp)
-        tok_dir = tmp / "tokenizer"
-        corpus = tmp / "corpus.txt"
+    work = Path(work_dir)
+    tok_dir = work / "tokenizer"
+    corpus = work / "corpus.txt"
+    if dims.vocab_size <= 2000:
         words = (
             "Hello world! The quick brown fox. the lazy dog jumps over speech recognition "
             "der die das und ist nicht la le les et est pas el los y es no"
         ).split()
-        with open(corpus, "w") as f:
-            f.write(TINY_PHRASE + "\n")
-            for _ in range(2000):
-                f.write(" ".join(rng.choice(words, size=10)) + "\n")
-        import sentencepiece
+    else:  # enough distinct text for a large vocabulary
+        syllables = [a + b for a in "bcdfghjklmnprstvz" for b in "aeiouy"]
+        words = ["".join(rng.choice(syllables, size=int(rng.integers(1, 4)))) for _ in range(40_000)]
+    with open(corpus, "w") as f:
+        f.write(TINY_PHRASE + "\n")
+        for _ in range(2000 if dims.vocab_size <= 2000 else 20_000):
+            f.write(" ".join(rng.choice(words, size=10 if dims.vocab_size <= 2000 else 12)) + "\n")
+    sentencepiece.set_min_log_level(2)  # its trainer prints every symbol otherwise
+    specials = (
+        _CANARY2_SPECIALS + [f"<|{c}|>" for c in CODES] + [f"<|{i}|>" for i in range(900)]
+        + [f"<|spk{i}|>" for i in range(16)]
+    )
+    create_spt_model(
+        str(corpus), vocab_size=dims.vocab_size, sample_size=-1, do_lower_case=False, tokenizer_type="bpe",
+        output_dir=str(tok_dir), user_defined_symbols=specials,
+    )
+    d = dims.d_model
+    preprocessor = {  # the real model's front end
+        "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+        "sample_rate": SAMPLE_RATE, "normalize": "per_feature", "window_size": 0.025,
+        "window_stride": 0.01, "window": "hann", "features": 128, "n_fft": 512, "log": True,
+        "frame_splicing": 1, "dither": 1.0e-05, "pad_to": 0, "pad_value": 0.0,
+    }
 
-        sentencepiece.set_min_log_level(2)  # its trainer prints every symbol otherwise
-        specials = (
-            _CANARY2_SPECIALS + [f"<|{c}|>" for c in CODES] + [f"<|{i}|>" for i in range(900)]
-            + [f"<|spk{i}|>" for i in range(16)]
-        )
-        create_spt_model(
-            str(corpus), vocab_size=1300, sample_size=-1, do_lower_case=False, tokenizer_type="bpe",
-            output_dir=str(tok_dir), user_defined_symbols=specials,
-        )
-        d = 64
-        preprocessor = {  # the real model's front end
-            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-            "sample_rate": SAMPLE_RATE, "normalize": "per_feature", "window_size": 0.025,
-            "window_stride": 0.01, "window": "hann", "features": 128, "n_fft": 512, "log": True,
-            "frame_splicing": 1, "dither": 1.0e-05, "pad_to": 0, "pad_value": 0.0,
+    def encoder(n_layers: int, use_bias: bool = True) -> dict:  # FastConformer as in Canary-1B-v2
+        return {
+            "_target_": "nemo.collections.asr.modules.ConformerEncoder",
+            "feat_in": 128, "feat_out": -1, "n_layers": n_layers, "d_model": d,
+            "subsampling": "dw_striding", "subsampling_factor": 8,
+            "subsampling_conv_channels": dims.subsampling_channels,
+            "causal_downsampling": False, "ff_expansion_factor": 4, "self_attention_model": "rel_pos",
+            "n_heads": dims.encoder_heads, "att_context_size": [-1, -1], "xscaling": False,
+            "untie_biases": True, "pos_emb_max_len": 5000, "conv_kernel_size": 9,
+            "conv_norm_type": "batch_norm", "use_bias": use_bias,
+            "dropout": 0.0, "dropout_pre_encoder": 0.0, "dropout_emb": 0.0, "dropout_att": 0.0,
         }
 
-        def encoder(n_layers: int) -> dict:  # FastConformer as in Canary-1B-v2, narrower
-            return {
-                "_target_": "nemo.collections.asr.modules.ConformerEncoder",
-                "feat_in": 128, "feat_out": -1, "n_layers": n_layers, "d_model": d,
-                "subsampling": "dw_striding", "subsampling_factor": 8, "subsampling_conv_channels": 32,
-                "causal_downsampling": False, "ff_expansion_factor": 4, "self_attention_model": "rel_pos",
-                "n_heads": 4, "att_context_size": [-1, -1], "xscaling": False, "untie_biases": True,
-                "pos_emb_max_len": 5000, "conv_kernel_size": 9, "conv_norm_type": "batch_norm",
-                "dropout": 0.0, "dropout_pre_encoder": 0.0, "dropout_emb": 0.0, "dropout_att": 0.0,
-            }
-
-        tokenizer = {
-            "dir": str(tok_dir), "type": "bpe",
-            "custom_tokenizer": {"_target_": "nemo.collections.common.tokenizers.canary_tokenizer.CanaryBPETokenizer"},
-        }
-        aed_cfg = {
-            "sample_rate": SAMPLE_RATE,
-            "prompt_format": "canary2",
-            "prompt_defaults": [
-                {"role": "user", "slots": {
-                    "decodercontext": "", "source_lang": "<|en|>", "target_lang": "<|en|>",
-                    "emotion": "<|emo:undefined|>", "pnc": "<|pnc|>", "itn": "<|noitn|>",
-                    "diarize": "<|nodiarize|>", "timestamp": "<|notimestamp|>"}},
-                {"role": "user_partial", "slots": {"decodercontext": ""}},
-            ],
-            "model_defaults": {"asr_enc_hidden": d, "lm_enc_hidden": d, "lm_dec_hidden": d},
-            "tokenizer": tokenizer,
-            "preprocessor": preprocessor,
-            "encoder": encoder(2),
-            "transf_encoder": {
-                "_target_": "nemo.collections.asr.modules.transformer.transformer_encoders.TransformerEncoder",
-                "num_layers": 0, "hidden_size": d, "inner_size": 4 * d, "num_attention_heads": 4,
-                "mask_future": False, "pre_ln": True, "pre_ln_final_layer_norm": True,
+    tokenizer = {
+        "dir": str(tok_dir), "type": "bpe",
+        "custom_tokenizer": {"_target_": "nemo.collections.common.tokenizers.canary_tokenizer.CanaryBPETokenizer"},
+    }
+    aed_cfg = {
+        "sample_rate": SAMPLE_RATE,
+        "prompt_format": "canary2",
+        "prompt_defaults": [
+            {"role": "user", "slots": {
+                "decodercontext": "", "source_lang": "<|en|>", "target_lang": "<|en|>",
+                "emotion": "<|emo:undefined|>", "pnc": "<|pnc|>", "itn": "<|noitn|>",
+                "diarize": "<|nodiarize|>", "timestamp": "<|notimestamp|>"}},
+            {"role": "user_partial", "slots": {"decodercontext": ""}},
+        ],
+        "model_defaults": {"asr_enc_hidden": d, "lm_enc_hidden": d, "lm_dec_hidden": d},
+        "tokenizer": tokenizer,
+        "preprocessor": preprocessor,
+        "encoder": encoder(dims.encoder_layers),
+        "transf_encoder": {
+            "_target_": "nemo.collections.asr.modules.transformer.transformer_encoders.TransformerEncoder",
+            "num_layers": 0, "hidden_size": d, "inner_size": 4 * d, "num_attention_heads": dims.decoder_heads,
+            "mask_future": False, "pre_ln": True, "pre_ln_final_layer_norm": True,
+        },
+        "transf_decoder": {
+            "_target_": "nemo.collections.asr.modules.transformer.get_nemo_transformer",
+            "model_name": None, "pretrained": False, "encoder": None, "pre_ln_final_layer_norm": True,
+            "config_dict": {
+                "max_sequence_length": 1024, "num_token_types": 0, "embedding_dropout": 0.0,
+                "learn_positional_encodings": False, "hidden_size": d, "inner_size": 4 * d,
+                "num_layers": dims.decoder_layers, "num_attention_heads": dims.decoder_heads,
+                "ffn_dropout": 0.0, "attn_score_dropout": 0.0, "attn_layer_dropout": 0.0,
+                "hidden_act": "relu", "pre_ln": True, "vocab_size": None,
             },
-            "transf_decoder": {
-                "_target_": "nemo.collections.asr.modules.transformer.get_nemo_transformer",
-                "model_name": None, "pretrained": False, "encoder": None, "pre_ln_final_layer_norm": True,
-                "config_dict": {
-                    "max_sequence_length": 1024, "num_token_types": 0, "embedding_dropout": 0.0,
-                    "learn_positional_encodings": False, "hidden_size": d, "inner_size": 4 * d,
-                    "num_layers": 2, "num_attention_heads": 4, "ffn_dropout": 0.0,
-                    "attn_score_dropout": 0.0, "attn_layer_dropout": 0.0, "hidden_act": "relu",
-                    "pre_ln": True, "vocab_size": None,
-                },
-            },
-            "head": {
-                "_target_": "nemo.collections.asr.parts.submodules.token_classifier.TokenClassifier",
-                "num_layers": 1, "activation": "relu", "log_softmax": True, "hidden_size": d,
-                "num_classes": None, "dropout": 0.0, "use_transformer_init": True,
-            },
-            "decoding": {"strategy": "beam", "return_best_hypothesis": True,
-                         "beam": {"beam_size": 1, "len_pen": 0.0, "max_generation_delta": DEFAULT_MAX_GENERATION_DELTA}},
-            "loss": {"_target_": "nemo.collections.common.losses.smoothed_cross_entropy.SmoothedCrossEntropyLoss",
-                     "label_smoothing": 0.0, "pad_id": None},
-        }
+        },
+        "head": {
+            "_target_": "nemo.collections.asr.parts.submodules.token_classifier.TokenClassifier",
+            "num_layers": 1, "activation": "relu", "log_softmax": True, "hidden_size": d,
+            "num_classes": None, "dropout": 0.0, "use_transformer_init": True,
+        },
+        "decoding": {"strategy": "beam", "return_best_hypothesis": True,
+                     "beam": {"beam_size": 1, "len_pen": 0.0, "max_generation_delta": DEFAULT_MAX_GENERATION_DELTA}},
+        "loss": {"_target_": "nemo.collections.common.losses.smoothed_cross_entropy.SmoothedCrossEntropyLoss",
+                 "label_smoothing": 0.0, "pad_id": None},
+    }
+    with _quiet_nemo():
         aed = EncDecMultiTaskModel(cfg=OmegaConf.create(aed_cfg))
-        _teach_phrase(aed, TINY_PHRASE)
         ctc = EncDecCTCModelBPE(cfg=OmegaConf.create({
             "sample_rate": SAMPLE_RATE,
             "tokenizer": {"dir": str(tok_dir), "type": "bpe"},
             "preprocessor": preprocessor,
-            "encoder": encoder(1),
+            "encoder": encoder(dims.aligner_layers, use_bias=False),
             "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": d,
                         "num_classes": -1, "vocabulary": []},
         }))
+    return aed, ctc
+
+
+def build_tiny_model(out_path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a small .nemo with Canary-1B-v2's structure (see build_canary_like): the aligner is
+    packed into the archive under the names NeMo's restore looks for, so it loads through
+    ASRModel.restore_from and `transcribe(..., timestamps=True)` force-aligns like the real one.
+
+    Weights are random, except the decoder's: they are set so that it says TINY_PHRASE and stops,
+    whatever it hears. That keeps decoding fast and gives the text, spacing and forced-alignment
+    paths real words to carry (a random decoder repeats one token up to the length cap).
+    """
+    import tarfile
+    import tempfile
+
+    out = Path(out_path).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_nemo():
+        tmp = Path(tmp)
+        aed, ctc = build_canary_like(TINY_DIMS, tmp, seed)
+        _teach_phrase(aed, TINY_PHRASE)
         main_nemo, ctc_nemo = tmp / "main.nemo", tmp / "ctc.nemo"
         aed.save_to(str(main_nemo))
         ctc.save_to(str(ctc_nemo))

@@ -25,3 +25,7 @@ class LanguageError(InputError):
 
 class ModelLoadError(ASRError):
     """The model could not be loaded (missing weights, no network, bad file)."""
+
+
+class Stopped(ASRError):
+    """Work was stopped because nobody waits for its result any more (cancelled upstream)."""

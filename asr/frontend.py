@@ -100,6 +100,12 @@ class FrontEndRun:
         self.chunks_done = 0
         self.chunks_total: int | None = None  # known once decoding has finished
         self.times = StageTimes()
+        self._stop = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop as soon as possible, from any thread: the decoder process is ended and
+        iteration raises `Stopped`."""
+        self._stop.set()
 
     def __iter__(self) -> Iterator[PreparedChunk]:
         fe = self._fe
@@ -109,7 +115,7 @@ class FrontEndRun:
         packer = ChunkPacker(fe.chunk_options)
         speech_samples = 0
         pending: deque[Future] = deque()
-        with DecoderProcess(self.path, fe.limits) as decoder, \
+        with DecoderProcess(self.path, fe.limits, stop=self._stop) as decoder, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="loudness") as worker:
             try:
                 buffer: SampleBuffer | None = None

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
 
 from .frontend import FrontEnd
 from .languages import resolve_pair
@@ -19,6 +22,7 @@ from .segments import build_segments, join_text
 from .types import ChunkResult, PreparedChunk, Request, TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Progress = Callable[[str, float, float], None]
 """progress(stage, done, total): stage "decode" (seconds decoded) or "transcribe" (chunks done,
@@ -31,13 +35,16 @@ class Timings:
 
     total_s: float = 0.0
     frontend_s: float = 0.0
+    """From the start until the front end had decoded and scored the whole file."""
     model_s: float = 0.0
+    """Inside the model (all batches)."""
+    wait_s: float = 0.0
+    """The model idle, waiting for the front end's next chunk."""
     batches: int = 0
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"total_s": round(self.total_s, 3), "frontend_s": round(self.frontend_s, 3),
-                "model_s": round(self.model_s, 3), "batches": self.batches}
+                "model_s": round(self.model_s, 3), "wait_s": round(self.wait_s, 3), "batches": self.batches}
 
 
 class Transcriber:
@@ -97,7 +104,13 @@ class Transcriber:
                     f"/{total}" if total else "", task, run.decoded_s, now - start,
                 )
 
-        for chunk in run:
+        chunks = prefetch(run, depth=2 * self.engine.batch_size)
+        while True:
+            t = time.perf_counter()
+            chunk = next(chunks, None)
+            timings.wait_s += time.perf_counter() - t  # the model idle, waiting for the front end
+            if chunk is None:
+                break
             pending.append(chunk)
             if len(pending) >= self.engine.batch_size:
                 infer(pending)
@@ -124,6 +137,61 @@ class Transcriber:
                  name, transcript.duration_s, transcript.speech_s, task, timings.total_s,
                  timings.model_s, timings.batches)
         return transcript
+
+
+def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Iterate `items` on a background thread, up to `depth` items ahead of the consumer.
+
+    The front end's stages (the VAD's ONNX calls, loudness) then keep working while the model
+    runs a batch, instead of waiting to be pulled. Errors reach the consumer as they were raised.
+    When the consumer stops early (an error, Cog's cancel), the producer is told to stop and
+    closes the source, which stops its decoder process."""
+    slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.25)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                if not put((True, item)):
+                    return
+            put((True, end))
+        except BaseException as e:  # handed over to the consumer, which re-raises it
+            put((False, e))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="frontend", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                ok, item = slots.get(timeout=0.25)  # short waits keep Cog's cancel prompt
+            except queue.Empty:
+                continue
+            if not ok:
+                raise item
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        cancel = getattr(items, "cancel", None)
+        if cancel is not None:
+            cancel()  # interrupts work inside the source, e.g. a decoder that is still reading
+        worker.join(timeout=30)
 
 
 MMAP_THRESHOLD_BYTES = 1 << 20

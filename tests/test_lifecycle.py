@@ -84,3 +84,22 @@ def test_no_state_leaks_between_predictions(server, shared_audio):
     again = server.predict(audio=audio, source_lang="en")[1]["output"]
     assert (other["task"], other["source_lang"], other["srt"]) == ("translate", "it", None)
     assert again == first  # same input, same answer, whatever came in between
+
+
+def test_cancel_while_the_decoder_hangs(server):
+    """Cancelling must not wait for a stuck decoder's deadline: the child is stopped at once."""
+    hang = "data:audio/wav;base64," + base64.b64encode(b"ASR-FAULT:hang\n").decode()
+    thread, result = start_async(server, "stuck-decoder", {"audio": hang, "source_lang": "en"})
+    wait_busy(server)
+    deadline = time.monotonic() + 10
+    while not decoder_children():
+        assert time.monotonic() < deadline, "the decoder never started"
+        time.sleep(0.05)
+    asked = time.monotonic()
+    server.request("POST", "/predictions/stuck-decoder/cancel")
+    thread.join(timeout=60)
+    assert result["body"]["status"] == "canceled", result["body"]
+    assert result["at"] - asked < 3.0
+    time.sleep(0.5)
+    assert decoder_children() == []
+    assert server.ready()

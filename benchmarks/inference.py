@@ -1,0 +1,198 @@
+"""Inference benchmark: model-only and end-to-end real-time factors for Canary-1B-v2's shape.
+
+    # on a GPU: a random-weight model with Canary-1B-v2's exact dimensions
+    .venv/bin/python benchmarks/inference.py --device cuda --minutes 60
+    # anywhere: the smoke run, with the tiny model on the CPU
+    .venv/bin/python benchmarks/inference.py --tiny --device cpu --minutes 2 --json
+
+What it measures, on N minutes of speech (Silero's 60 s speech clip from ../shared/audio, tiled
+into one 44.1 kHz stereo MP3, as benchmarks/frontend.py makes it):
+
+(a) model-only RTFx the way the Open ASR Leaderboard measures it: stock NeMo `transcribe()` on
+    in-memory utterances (here: the file's <= 20 s chunks, sorted by length), no timestamps,
+    audio seconds / model seconds;
+(b) end to end: `Transcriber.transcribe(file)` with timestamps, as a user's request runs it
+    (decode, VAD, chunking, loudness, model, alignment, segments), audio seconds / wall seconds,
+    with each stage's share of the wall time and the GPU memory peak.
+
+Random weights never emit <|endoftext|>, so decoding is forced to a realistic length: 4.5
+tokens per second of speech (`--tokens-per-s`). Conversational English runs at about 2.5-3
+words/s, Canary's 16k-piece BPE spends ~1.3-1.5 tokens per English word and more in inflected
+languages, plus punctuation: 4.5 tokens/s is a busy speaker, so the figure is conservative.
+The tiny model says a fixed sentence per chunk and stops; it is not forced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def build_full_size(device: str, aligner: bool):
+    """Canary-1B-v2's dimensions with random weights (NeMo's classes), never emitting EOS."""
+    import torch
+
+    from asr import engine as E
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, ctc = E.build_canary_like(E.CANARY_1B_V2_DIMS, tmp)
+        model.eval()
+        with torch.no_grad():
+            model.log_softmax.mlp.layer0.bias[model.tokenizer.eos] = -1e4  # keep decoding
+        if aligner:
+            ctc.eval()
+            object.__setattr__(model, "timestamps_asr_model", ctc)  # as NeMo's restore attaches it
+        model.to(torch.device(device))
+        E._set_generation_cap(model, E.DEFAULT_MAX_GENERATION_DELTA)
+        return model
+
+
+class ForcedLength:
+    """Wraps an engine so each batch decodes exactly ceil(tokens_per_s x longest chunk) tokens."""
+
+    def __init__(self, engine, tokens_per_s: float):
+        self.engine = engine
+        self.tokens_per_s = tokens_per_s
+        model = engine.model
+        inner = model.decoding.decoding
+        self.generator = getattr(inner, "beam_search", None) or getattr(inner, "greedy_search")
+        slots = dict(model.prompt.get_default_dialog_slots()[0]["slots"])
+        self.prompt_len = int(model.prompt.encode_dialog([{"role": "user", "slots": slots}])["context_ids"].numel())
+        self.generated_tokens = 0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def transcribe(self, audios, request):
+        longest_s = max(a.size for a in audios) / 16_000
+        n = max(1, math.ceil(self.tokens_per_s * longest_s))
+        self.generator.max_delta_len = -1
+        self.generator.max_seq_length = self.prompt_len + n
+        self.generated_tokens += n * len(audios)
+        return self.engine.transcribe(audios, request)
+
+
+def cuda_sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true", help="the tiny test model instead of full size")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    ap.add_argument("--minutes", type=int, default=60, help="minutes of speech")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's own choice")
+    ap.add_argument("--tokens-per-s", type=float, default=4.5)
+    ap.add_argument("--no-aligner", action="store_true", help="full size without the 24-layer CTC aligner")
+    ap.add_argument("--no-xattn-cache", action="store_true", help="NeMo's stock decoder (A/B)")
+    ap.add_argument("--json", action="store_true", help="print one JSON line")
+    args = ap.parse_args()
+
+    import torch
+
+    from asr import engine as E
+    from asr.frontend import FrontEnd
+    from asr.pipeline import Transcriber
+    from asr.types import Request, TranscribeOptions
+    from frontend import make_mp3
+
+    device = E.pick_device(args.device)
+    audio_path = make_mp3(args.minutes)
+    t0 = time.perf_counter()
+    if args.tiny:
+        from tests.service import ensure_tiny_model
+
+        engine = E.load(str(ensure_tiny_model()), device=device, batch_size=args.batch_size)
+        name = "tiny"
+    else:
+        model = build_full_size(device, aligner=not args.no_aligner)
+        if not args.no_xattn_cache:
+            E.install_cross_attention_cache(model)
+        engine = E.Engine(model, name="canary-1b-v2-shape", device=device, batch_size=args.batch_size)
+        name = "canary-1b-v2-shape (random weights)"
+    if args.no_xattn_cache:
+        for layer in engine.model.transf_decoder.decoder.layers:
+            for proj in ("key_net", "value_net"):
+                lin = getattr(layer.second_sub_layer, proj)
+                if isinstance(lin.forward, E._ProjectionCache):
+                    del lin.forward
+    load_s = time.perf_counter() - t0
+    runner = engine if args.tiny else ForcedLength(engine, args.tokens_per_s)
+
+    frontend = FrontEnd()
+    plan = frontend.plan(audio_path)
+    chunks = sorted((c.samples for c in plan.chunks), key=lambda a: a.size, reverse=True)
+    chunk_audio_s = sum(a.size for a in chunks) / 16_000
+    plain = Request("en", "en", pnc=True, timestamps=False)
+
+    runner.transcribe(chunks[: min(len(chunks), engine.batch_size)], plain)  # warm-up: kernels, caches
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    # (a) model only
+    cuda_sync(device)
+    t = time.perf_counter()
+    for i in range(0, len(chunks), engine.batch_size):
+        runner.transcribe(chunks[i : i + engine.batch_size], plain)
+    cuda_sync(device)
+    model_s = time.perf_counter() - t
+
+    # (b) end to end, timestamps on, through the same Transcriber the service uses
+    transcriber = Transcriber(runner, frontend)
+    cuda_sync(device)
+    t = time.perf_counter()
+    transcript = transcriber.transcribe(audio_path, TranscribeOptions(source_lang="en", timestamps=True))
+    cuda_sync(device)
+    e2e_s = time.perf_counter() - t
+    timings = transcript.timings_s
+    peak_gb = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+
+    result = {
+        "model": name,
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+        "batch_size": engine.batch_size,
+        "xattn_cache": not args.no_xattn_cache,
+        "audio_s": round(transcript.duration_s, 1),
+        "speech_s": round(chunk_audio_s, 1),
+        "chunks": len(chunks),
+        "rtfx_model": round(chunk_audio_s / model_s, 1),
+        "rtfx_end_to_end": round(transcript.duration_s / e2e_s, 1),
+        "model_s": round(model_s, 3),
+        "end_to_end_s": round(e2e_s, 3),
+        "share_model": round(timings["model_s"] / e2e_s, 3),
+        "share_waiting_for_frontend": round(timings["wait_s"] / e2e_s, 3),
+        "frontend_done_at_s": timings["frontend_s"],
+        "gpu_peak_gb": None if peak_gb is None else round(peak_gb, 2),
+        "load_s": round(load_s, 1),
+        "tokens_per_s": None if args.tiny else args.tokens_per_s,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"model: {name} on {result['device']}, batch {engine.batch_size}, "
+          f"cross-attention cache {'on' if result['xattn_cache'] else 'off'}")
+    print(f"audio: {result['audio_s']:.0f} s ({result['speech_s']:.0f} s of speech in {len(chunks)} chunks)")
+    print(f"(a) model only : {model_s:8.2f} s   RTFx {result['rtfx_model']:>8}")
+    print(f"(b) end to end : {e2e_s:8.2f} s   RTFx {result['rtfx_end_to_end']:>8}   "
+          f"model {result['share_model']:.0%}, waiting for the front end {result['share_waiting_for_frontend']:.0%}, "
+          f"front end finished at {result['frontend_done_at_s']:.2f} s")
+    if peak_gb is not None:
+        print(f"GPU memory peak: {peak_gb:.1f} GB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

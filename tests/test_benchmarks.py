@@ -1,0 +1,29 @@
+"""The benchmark scripts run (their CPU smoke modes) and print what they promise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def run_json(*args: str) -> dict:
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_inference_smoke_run_prints_its_json_line(tiny_model, shared_audio):
+    out = run_json("benchmarks/inference.py", "--tiny", "--device", "cpu", "--minutes", "1", "--json")
+    assert {"audio_s", "rtfx_model", "rtfx_end_to_end"} <= set(out)
+    assert out["audio_s"] >= 59 and out["rtfx_model"] > 0 and out["rtfx_end_to_end"] > 0
+    assert out["device"] == "cpu" and out["model"] == "tiny"
+    assert 0 <= out["share_model"] <= 1 and 0 <= out["share_waiting_for_frontend"] <= 1
+
+
+def test_frontend_benchmark_keeps_all_detected_speech(shared_audio):
+    out = run_json("benchmarks/frontend.py", "--minutes", "1", "--skip-baseline", "--json")
+    assert out["ours_speech_kept_s"] == out["ours_speech_detected_s"] > 30
+    assert out["ours_wall_s"] > 0 and out["ours_peak_rss_mb"] > 0

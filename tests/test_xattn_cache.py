@@ -1,0 +1,76 @@
+"""The cross-attention projection cache changes nothing but speed: bit-identical decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from asr import engine as E
+from asr.types import SAMPLE_RATE, Request
+
+
+@pytest.fixture(scope="module")
+def random_decoder_model(tiny_model):
+    """The tiny model with its decoder re-randomised, so every output depends on cross-attention."""
+    from nemo.collections.asr.models import ASRModel
+
+    model = ASRModel.restore_from(str(tiny_model), map_location="cpu")
+    model.eval()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.transf_decoder.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    E._set_generation_cap(model, 20)
+    return model
+
+
+def decode_logits(model, audios) -> tuple[list[list[int]], list[torch.Tensor]]:
+    from nemo.collections.asr.models.aed_multitask_models import MultiTaskTranscriptionConfig
+
+    seen: list[torch.Tensor] = []
+    hook = model.log_softmax.mlp.layer0.register_forward_hook(lambda mod, args, out: seen.append(out.detach().clone()))
+    try:
+        cfg = MultiTaskTranscriptionConfig(batch_size=len(audios), return_hypotheses=True, verbose=False,
+                                           enable_chunking=False,
+                                           prompt={"source_lang": "en", "target_lang": "de", "pnc": "yes"})
+        with torch.inference_mode():
+            hyps = model.transcribe(audios, override_config=cfg)
+    finally:
+        hook.remove()
+    return [list(map(int, h.y_sequence)) for h in hyps], seen
+
+
+def test_cached_projections_give_bit_identical_logits(random_decoder_model):
+    rng = np.random.default_rng(0)
+    audios = [(0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in (2.0, 5.5, 9.0)]
+    model = random_decoder_model
+    E.clear_cross_attention_cache(model)
+    plain_tokens, plain_logits = decode_logits(model, audios)
+    assert E.install_cross_attention_cache(model) == 2 * len(model.transf_decoder.decoder.layers)
+    try:
+        cached_tokens, cached_logits = decode_logits(model, audios)
+    finally:
+        for layer in model.transf_decoder.decoder.layers:  # back to plain for other tests
+            for name in ("key_net", "value_net"):
+                lin = getattr(layer.second_sub_layer, name)
+                del lin.forward
+    assert cached_tokens == plain_tokens
+    assert len(cached_logits) == len(plain_logits) > 10
+    for a, b in zip(plain_logits, cached_logits):
+        assert torch.equal(a, b)
+    # the logits depend on what each item heard, i.e. the cross-attention path is really in use
+    first = plain_logits[0]
+    assert first.shape[0] == len(audios) and not torch.equal(first[0], first[1])
+
+
+def test_cache_is_cleared_after_each_call(transcriber):
+    engine = transcriber.engine
+    engine.transcribe([np.zeros(SAMPLE_RATE, np.float32)], Request("en", "en"))
+    for layer in engine.model.transf_decoder.decoder.layers:
+        assert layer.second_sub_layer.key_net.forward.input is None  # no encoder output kept alive
+
+
+def test_cache_is_installed_by_default(transcriber):
+    layer = transcriber.engine.model.transf_decoder.decoder.layers[0]
+    assert isinstance(layer.second_sub_layer.value_net.forward, E._ProjectionCache)
