@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioTooLongError, DecoderFailure, InputError, Stopped
+from .errors import AudioTooLongError, DecoderBug, DecoderFailure, InputError, Stopped
 from .types import SAMPLE_RATE, AudioLimits
 
 log = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ def _fmt_duration(seconds: float) -> str:
 #   b"E" {"type": error class name, "message": str} (JSON)
 # --------------------------------------------------------------------------------------------
 
-_ERROR_TYPES = {cls.__name__: cls for cls in (InputError, AudioTooLongError, DecoderFailure)}
+_ERROR_TYPES = {cls.__name__: cls for cls in (InputError, AudioTooLongError, DecoderFailure, DecoderBug)}
 
 
 def write_message(fd: int, kind: bytes, payload: bytes) -> None:
@@ -378,6 +378,7 @@ class DecoderProcess:
         self._proc: subprocess.Popen | None = None
         self._queue: queue.Queue = queue.Queue()
         self._reader: threading.Thread | None = None
+        self._drainer: threading.Thread | None = None
         self._stderr: list[bytes] = []
 
     def __enter__(self) -> "DecoderProcess":
@@ -395,35 +396,44 @@ class DecoderProcess:
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, close_fds=True, start_new_session=True,
         )
-        self._reader = threading.Thread(target=self._read_loop, name="decoder-reader", daemon=True)
-        self._reader.start()
-        threading.Thread(target=self._drain_stderr, name="decoder-stderr", daemon=True).start()
-        self._deadline = time.monotonic() + self.limits.decode_timeout_s
+        try:
+            self._deadline = time.monotonic() + self.limits.decode_timeout_s
+            self._reader = threading.Thread(target=self._read_loop, name="decoder-reader", daemon=True)
+            self._reader.start()
+            self._drainer = threading.Thread(target=self._drain_stderr, name="decoder-stderr", daemon=True)
+            self._drainer.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
+        """Kill the child (if still running), let the threads reading its pipes see end of file,
+        and only then close the pipes, so no thread ever reads a descriptor number that has
+        been closed and perhaps reused."""
         proc = self._proc
         if proc is None:
             return
+        self._proc = None
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         proc.wait()
+        for thread in (self._reader, self._drainer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=5)
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 f.close()
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-        self._proc = None
 
     def _read_loop(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
+        fd = self._proc.stdout.fileno()  # stays open until this thread has finished (see close)
         try:
             while True:
                 header = _read_exact(fd, _HEADER.size)
@@ -441,8 +451,9 @@ class DecoderProcess:
 
     def _drain_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
+        stream = self._proc.stderr
         try:
-            for line in self._proc.stderr:
+            for line in stream:
                 if len(self._stderr) < 200:
                     self._stderr.append(line)
         except (OSError, ValueError):
@@ -482,12 +493,13 @@ class DecoderProcess:
                 raise self._death(name)
 
     def _death(self, name: str) -> DecoderFailure:
-        assert self._proc is not None
-        try:
-            code = self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.close()
-            code = None
+        proc = self._proc
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                code = None
         if code is not None and code < 0:
             try:
                 sig = signal.Signals(-code).name
@@ -498,10 +510,10 @@ class DecoderProcess:
                 how = f"was stopped ({sig}: over its CPU or memory limit)"
         else:
             how = f"exited unexpectedly (status {code})"
+        self.close()
         tail = b"".join(self._stderr[-5:]).decode("utf-8", "replace").strip()
         if tail:
             log.warning("decoder stderr for '%s': %s", name, tail)
-        self.close()
         return DecoderFailure(
             f"the decoder {how} while reading '{name}'; the file is probably damaged or not "
             f"a supported format (accepted: {ACCEPTED_HINT})"

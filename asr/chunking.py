@@ -54,15 +54,19 @@ class ChunkPacker:
 
 def split_span(span: Span, audio: np.ndarray, options: ChunkOptions | None = None) -> list[Span]:
     """Cut a span into pieces of at most max_chunk_s, each cut at the quietest moment within
-    `split_search_s` before the limit (so pieces stay long and cuts fall between words)."""
+    `split_search_s` before the limit (so pieces stay long and cuts fall between words), and
+    never leaving a piece shorter than `min_piece_s` behind a cut."""
     o = options or ChunkOptions()
     max_samples = int(round(o.max_chunk_s * SAMPLE_RATE))
     search = min(max_samples - 1, int(round(o.split_search_s * SAMPLE_RATE)))
+    min_piece = min(int(round(o.min_piece_s * SAMPLE_RATE)), max_samples // 4)
     frame = max(1, int(SAMPLE_RATE * o.split_frame_ms / 1000))
     pieces = []
     start = span.start_sample
     while span.end_sample - start > max_samples:
-        cut = quietest_point(audio, start + max_samples - search, start + max_samples, frame)
+        hi = min(start + max_samples, span.end_sample - min_piece)
+        lo = max(start + min_piece, min(start + max_samples - search, hi - 1))
+        cut = quietest_point(audio, lo, hi, frame)
         pieces.append(Span(start, cut))
         start = cut
     pieces.append(Span(start, span.end_sample))
@@ -71,15 +75,17 @@ def split_span(span: Span, audio: np.ndarray, options: ChunkOptions | None = Non
 
 def quietest_point(audio: np.ndarray, lo: int, hi: int, frame: int) -> int:
     """The sample in (lo, hi] at the middle of the quietest stretch, judged by frame energy
-    smoothed over five frames (about 100 ms: a pause between words, not a stop consonant).
-    Ties go to the latest point, which keeps the piece before the cut as long as possible."""
+    averaged over five frames (about 100 ms: a pause between words, not a stop consonant).
+    The average near the window's ends uses only real frames (no zero padding, which would
+    make the ends look quiet). Ties go to the latest point, keeping the piece before the cut long."""
     segment = audio[lo:hi].astype(np.float64, copy=False)
     n_frames = segment.size // frame
     if n_frames < 1:
         return hi
     energy = np.square(segment[: n_frames * frame]).reshape(n_frames, frame).mean(axis=1)
     width = min(5, n_frames)
-    smooth = np.convolve(energy, np.ones(width) / width, mode="same")
+    kernel = np.ones(width)
+    smooth = np.convolve(energy, kernel, mode="same") / np.convolve(np.ones(n_frames), kernel, mode="same")
     best = n_frames - 1 - int(np.argmin(smooth[::-1]))
     cut = lo + best * frame + frame // 2
     return int(min(max(cut, lo + 1), hi))

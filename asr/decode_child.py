@@ -55,6 +55,12 @@ def main(argv: list[str]) -> int:
         write_message(out_fd, b"E", json.dumps({"type": "DecoderFailure", "message": message}).encode())
     except BrokenPipeError:
         return 1  # the parent went away (cancelled or stopped): nothing left to tell
+    except Exception as e:  # a bug here, not a bad file: say so instead of blaming the upload
+        import traceback
+
+        traceback.print_exc()  # to stderr, which the parent logs
+        message = f"internal error in the audio decoder ({type(e).__name__}: {e}); please report it"
+        write_message(out_fd, b"E", json.dumps({"type": "DecoderBug", "message": message}).encode())
     return 0
 
 

@@ -19,6 +19,10 @@ class DecoderFailure(InputError):
     """The decoder process crashed, hung or ran out of memory on this file."""
 
 
+class DecoderBug(ASRError):
+    """The decoder process failed in a way that is this service's fault, not the file's."""
+
+
 class LanguageError(InputError):
     """An unknown language code or an unsupported (source, target) pair."""
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import loudness
 from .audio import DecoderProcess, SampleBuffer
+from .errors import Stopped
 from .chunking import ChunkPacker, chunk_audio
 from .types import (
     SAMPLE_RATE,
@@ -41,7 +42,8 @@ from .vad import SileroVad, SpanTracker
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float, float], None]
-"""progress(stage, done, total): called as work advances (total 0 when not known yet)."""
+"""progress(stage, done, total): "decode" (seconds decoded so far, from the front end's thread) or
+"transcribe" (chunks done, from the caller's thread); total is 0 while not known yet."""
 
 
 @dataclass
@@ -76,12 +78,10 @@ class FrontEnd:
         """Start processing `path`; iterate the result for chunks in order."""
         return FrontEndRun(self, path, progress)
 
-    def plan(self, path: str | os.PathLike, progress: Progress | None = None,
-             times: StageTimes | None = None) -> ChunkPlan:
+    def plan(self, path: str | os.PathLike, progress: Progress | None = None) -> ChunkPlan:
+        """The whole plan at once (what `python -m asr segment` prints)."""
         run = self.run(path, progress)
         chunks = tuple(run)
-        if times is not None:
-            times.decode_vad_s, times.loudness_tail_s = run.times.decode_vad_s, run.times.loudness_tail_s
         return ChunkPlan(duration_s=run.duration_s, speech_s=run.speech_s, chunks=chunks)
 
 
@@ -152,6 +152,8 @@ class FrontEndRun:
                         os.path.basename(os.fspath(self.path)), summary.bad_packets, summary.nonfinite_samples,
                     )
                 while pending:
+                    if self._stop.is_set():
+                        raise Stopped(f"processing '{os.path.basename(os.fspath(self.path))}' was stopped")
                     yield self._take(pending)
                 self.times.loudness_tail_s = time.perf_counter() - t1
             finally:

@@ -46,11 +46,3 @@ def resolve_pair(source_lang: str | None, target_lang: str | None) -> tuple[str,
             f"translate {src} -> en, or transcribe with target_lang={src}"
         )
     return src, tgt, "translate"
-
-
-def is_valid_pair(source_lang: str, target_lang: str) -> bool:
-    try:
-        resolve_pair(source_lang, target_lang)
-    except LanguageError:
-        return False
-    return True

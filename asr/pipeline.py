@@ -2,21 +2,24 @@
 
 Chunks stream out of the front end while the file is still being decoded; they are sent to the
 model in batches of `engine.batch_size`, each batch sorted by duration (less padding), so the
-model starts before decoding ends. Progress goes to the log at every batch.
+model starts before decoding ends. Progress goes to the log (at most every 5 s, and at the end)
+and to an optional callback after every batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import traceback
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .frontend import FrontEnd
+from .frontend import FrontEnd, Progress
 from .languages import resolve_pair
 from .segments import build_segments, join_text
 from .types import ChunkResult, PreparedChunk, Request, TranscribeOptions, Transcript
@@ -24,9 +27,6 @@ from .types import ChunkResult, PreparedChunk, Request, TranscribeOptions, Trans
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Progress = Callable[[str, float, float], None]
-"""progress(stage, done, total): stage "decode" (seconds decoded) or "transcribe" (chunks done,
-total known once decoding has finished, else 0)."""
 
 
 @dataclass
@@ -67,7 +67,10 @@ class Transcriber:
         stage) stop the decoder, drop the chunks and free cached model memory."""
         try:
             return self._transcribe(audio, options, progress)
-        except BaseException:
+        except BaseException as e:
+            # The traceback holds the finished frames (NeMo's among them) and their tensors;
+            # clear their locals so the memory can really go back before we release it.
+            traceback.clear_frames(e.__traceback__)
             self.engine.release()
             raise
         finally:
@@ -92,7 +95,7 @@ class Transcriber:
             out = self.engine.transcribe([c.samples for c in batch], request)
             timings.model_s += time.perf_counter() - t
             timings.batches += 1
-            results.extend(zip(batch, out))
+            results.extend(zip(batch, out, strict=True))
             now = time.perf_counter()
             total = run.chunks_total or 0
             if progress is not None:
@@ -104,20 +107,21 @@ class Transcriber:
                     f"/{total}" if total else "", task, run.decoded_s, now - start,
                 )
 
-        chunks = prefetch(run, depth=2 * self.engine.batch_size)
-        while True:
-            t = time.perf_counter()
-            chunk = next(chunks, None)
-            timings.wait_s += time.perf_counter() - t  # the model idle, waiting for the front end
-            if chunk is None:
-                break
-            pending.append(chunk)
-            if len(pending) >= self.engine.batch_size:
+        # closing(): on an error or Cog's cancel the front end stops now, not when garbage is collected
+        with contextlib.closing(prefetch(run, depth=2 * self.engine.batch_size)) as chunks:
+            while True:
+                t = time.perf_counter()
+                chunk = next(chunks, None)
+                timings.wait_s += time.perf_counter() - t  # the model idle, waiting for the front end
+                if chunk is None:
+                    break
+                pending.append(chunk)
+                if len(pending) >= self.engine.batch_size:
+                    infer(pending)
+                    pending = []
+            timings.frontend_s = run.times.decode_vad_s
+            if pending:
                 infer(pending)
-                pending = []
-        timings.frontend_s = run.times.decode_vad_s
-        if pending:
-            infer(pending)
         results.sort(key=lambda cr: cr[0].chunk.start_s)
         segments = build_segments(((c.chunk, r) for c, r in results), task, options.timestamps, options.subtitles)
         timings.total_s = time.perf_counter() - start

@@ -76,13 +76,22 @@ def build_segments(
     items = [(c, r) for c, r in items if r.text]
     if not timestamps:
         return [chunk_segment(c, r.text) for c, r in items]
-    if task == "transcribe" and all(r.words for _, r in items):
-        words = [w for c, r in items for w in map_words(c, r.words)]
-        return [part for sentence in split_sentences(words) for part in fit_words(sentence, o)]
     segments: list[Segment] = []
+    words: list[Word] = []  # the running word stream of consecutive chunks that have words
+
+    def flush_words() -> None:
+        segments.extend(part for sentence in split_sentences(words) for part in fit_words(sentence, o))
+        words.clear()
+
     for c, r in items:
+        if task == "transcribe" and r.words:
+            words.extend(map_words(c, r.words))
+            continue
+        # translation, or a chunk the aligner gave no words: segment times only, for this chunk
+        flush_words()
         mapped = map_segments(c, r.segments) if r.segments else [chunk_segment(c, r.text)]
         segments.extend(part for s in mapped for part in fit_text(s, o))
+    flush_words()
     return segments
 
 

@@ -91,6 +91,9 @@ class ChunkOptions:
     before the limit, so a monologue without pauses is cut between words, not inside one."""
     split_frame_ms: int = 20
     """Resolution of the quietest-point search (RMS over frames of this length)."""
+    min_piece_s: float = 1.0
+    """No cut leaves a piece shorter than this after it: a 150 ms tail alone would be a chunk of
+    near-silence for the model."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ class ChunkPlan:
     chunks: tuple[PreparedChunk, ...]
 
     def to_dict(self) -> dict:
-        """The JSON of `python -m asr segment` (DESIGN.md section 3)."""
+        """The JSON of `python -m asr segment` (see README, Command line)."""
         return {
             "duration_s": round(self.duration_s, 3),
             "speech_s": round(self.speech_s, 3),
@@ -299,7 +302,7 @@ class Transcript:
     timings_s: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
-        """The output contract (DESIGN.md section 3), without the subtitle files (asr.formats)."""
+        """The output contract (README, Output), without the subtitle files (asr.formats)."""
         return {
             "text": self.text,
             "segments": [s.to_dict() for s in self.segments],

@@ -105,6 +105,26 @@ def test_monologue_without_pauses_still_fits():
     assert all(c.duration_s >= MAX_CHUNK_S - ChunkOptions().split_search_s for c in chunks[:-1])
 
 
+def test_quietest_point_finds_a_shallow_dip_not_the_window_edge():
+    rng = np.random.default_rng(4)
+    audio = rng.standard_normal(SAMPLE_RATE * 5).astype(np.float32)
+    dip = slice(int(2.0 * SAMPLE_RATE), int(2.1 * SAMPLE_RATE))
+    audio[dip] *= np.sqrt(0.65)  # a pause only 35 % quieter than the speech around it
+    cut = quietest_point(audio, 0, audio.size, 320)
+    assert dip.start <= cut <= dip.stop
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3 * SAMPLE_RATE), st.integers(0, 2**31 - 1))
+def test_no_tiny_tail_after_a_cut(extra, seed):
+    n = int(MAX_CHUNK_S * SAMPLE_RATE) + extra
+    audio = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+    audio[-3200:] *= 1e-3  # a quiet pad at the end, where an unguarded search would cut
+    pieces = split_span(Span(0, n), audio)
+    assert len(pieces) == 2
+    assert all(p.duration_s >= ChunkOptions().min_piece_s for p in pieces)
+
+
 def test_quietest_point_prefers_the_latest_of_equal_minima():
     audio = np.ones(SAMPLE_RATE, np.float32)
     audio[1000:3000] = 0

@@ -1,4 +1,4 @@
-"""`python -m asr segment`: the chunk plan contract of DESIGN.md section 3, on real audio."""
+"""`python -m asr segment`: the chunk plan contract (README, Command line), on real audio."""
 
 from __future__ import annotations
 

@@ -113,3 +113,14 @@ def test_build_segments_without_timestamps_uses_chunks():
 def test_build_segments_skips_empty_chunks():
     c = Chunk((Span(0, S),))
     assert build_segments([(c, ChunkResult(""))], "transcribe", True) == []
+
+
+def test_a_chunk_without_words_does_not_cost_the_others_theirs():
+    c1, c2, c3 = (Chunk((Span(k * 10 * S, (k * 10 + 5) * S),)) for k in range(3))
+    r1 = ChunkResult("One two.", (TimedText(0.1, 0.5, "One"), TimedText(0.5, 1.0, "two.")))
+    r2 = ChunkResult("Unaligned text.", (), (TimedText(0.2, 2.0, "Unaligned text."),))
+    r3 = ChunkResult("Three.", (TimedText(1.0, 1.5, "Three."),))
+    segs = build_segments([(c1, r1), (c2, r2), (c3, r3)], "transcribe", True)
+    assert [s.text for s in segs] == ["One two.", "Unaligned text.", "Three."]
+    assert [len(s.words) for s in segs] == [2, 0, 1]
+    assert segs[1].start_s == pytest.approx(10.2) and segs[2].start_s == pytest.approx(21.0)
