@@ -139,3 +139,18 @@ def _root() -> str:
     from pathlib import Path
 
     return str(Path(__file__).resolve().parents[1])
+
+
+def test_matrix_front_end_matches_the_plain_sequence_model(speech, monkeypatch):
+    """The fast path (convolutions as matrix products) agrees with Silero's own graph."""
+    from asr import vad as vad_module
+
+    fast = SileroVad()
+    assert fast._front is not None, "the fast path did not load"
+    monkeypatch.setattr(vad_module._ConvFront, "from_model", classmethod(lambda cls, path: (_ for _ in ()).throw(ValueError("off"))))
+    plain = SileroVad()
+    assert plain._front is None
+    a, b = fast.probabilities(speech), plain.probabilities(speech)
+    assert a.shape == b.shape
+    assert np.max(np.abs(a - b)) < 1e-4
+    assert spans_from_probabilities(a, speech.size) == spans_from_probabilities(b, speech.size)
