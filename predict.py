@@ -86,16 +86,4 @@ class Runner(BaseRunner):
         scope.record_metric("speech_s", transcript.speech_s)
         for key, value in transcript.timings_s.items():
             scope.record_metric(f"timings.{key}", value)
-        out = formats.to_dict(transcript, subtitles)
-        return Output(
-            text=out["text"],
-            segments=out["segments"],
-            source_lang=out["source_lang"],
-            target_lang=out["target_lang"],
-            task=out["task"],
-            duration_s=out["duration_s"],
-            speech_s=out["speech_s"],
-            model=out["model"],
-            srt=out.get("srt"),
-            vtt=out.get("vtt"),
-        )
+        return Output(**formats.to_dict(transcript, subtitles))  # srt/vtt absent without timestamps

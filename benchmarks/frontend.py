@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 CACHE = ROOT / ".cache" / "bench"
 SOURCE = Path(os.environ.get("ASR_TEST_AUDIO_DIR", ROOT.parent / "shared" / "audio")) / "test.wav"
 
@@ -36,6 +37,8 @@ def make_mp3(minutes: int) -> Path:
     import av
     import numpy as np
     import soxr
+
+    from tests.media import repeat_encoded
 
     CACHE.mkdir(parents=True, exist_ok=True)
     out_path = CACHE / f"speech-{minutes}min-44k-stereo-128k.mp3"
@@ -58,17 +61,7 @@ def make_mp3(minutes: int) -> Path:
             for p in s.encode(None):
                 o.mux(p)
     tmp = out_path.with_suffix(".part")
-    with av.open(str(one)) as src, av.open(str(tmp), "w", format="mp3") as dst:
-        ist = src.streams.audio[0]
-        packets = [p for p in src.demux(ist) if p.size]
-        ost = dst.add_stream_from_template(ist)
-        pts = [p.pts for p in packets]
-        step = sum(p.duration for p in packets)
-        for k in range(minutes):
-            for p, t in zip(packets, pts):
-                p.pts = p.dts = t + k * step
-                p.stream = ost
-                dst.mux(p)
+    repeat_encoded(one, minutes, tmp)
     tmp.rename(out_path)
     return out_path
 
