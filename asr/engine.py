@@ -185,6 +185,7 @@ def load(name_or_path: str | None = None, device: str | None = None, batch_size:
     nvidia/canary-1b-v2) through NeMo's own loaders. Every failure names ASR_MODEL."""
     name = name_or_path or os.environ.get("ASR_MODEL") or DEFAULT_MODEL
     start = time.perf_counter()
+    _silence_known_noise()
     try:
         import torch
         from nemo.collections.asr.models import ASRModel, EncDecMultiTaskModel
@@ -298,9 +299,32 @@ def clear_cross_attention_cache(model) -> None:
                 forward.clear()
 
 
+class _KnownNoise(logging.Filter):
+    """Drops log records NeMo's dependencies emit on every load that look alarming but are not:
+    hydra's 'Error getting class ... get_nemo_transformer' (NeMo then calls the function, as
+    intended) and the telemetry library announcing it is off."""
+
+    PATTERNS = ("get_nemo_transformer: Located non-class", "OneLogger: Setting error_handling_strategy",
+                "No exporters were provided")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p in message for p in self.PATTERNS)
+
+
+def _silence_known_noise() -> None:
+    noise = _KnownNoise()
+    for name in ("hydra.utils", "nv_one_logger.api.config",
+                 "nv_one_logger.training_telemetry.api.training_telemetry_provider"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownNoise) for f in logger.filters):
+            logger.addFilter(noise)
+
+
 @contextlib.contextmanager
 def _quiet_nemo():
     """NeMo logs every config it touches at INFO; keep our logs readable."""
+    _silence_known_noise()
     try:
         from nemo.utils import logging as nemo_logging
     except ImportError:

@@ -24,6 +24,8 @@ def ensure_tiny_model() -> Path:
     digest = hashlib.sha256((ROOT / "asr" / "engine.py").read_bytes()).hexdigest()[:12]
     path = ROOT / ".cache" / f"tiny-canary-{digest}.nemo"
     if not path.is_file():
+        for stale in path.parent.glob("tiny-canary-*.nemo"):  # built by an older builder
+            stale.unlink()
         result = subprocess.run([sys.executable, "-m", "asr", "tiny-model", str(path)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
         if result.returncode != 0 or not result.stdout.strip().endswith(path.name):
