@@ -266,6 +266,17 @@ class _ProjectionCache:
         return out
 
 
+def _cross_projections(model):
+    """The key and value projections of every decoder layer's cross-attention."""
+    decoder = getattr(getattr(model, "transf_decoder", None), "decoder", None)
+    for layer in getattr(decoder, "layers", []):
+        cross = getattr(layer, "second_sub_layer", None)
+        for name in ("key_net", "value_net"):
+            linear = getattr(cross, name, None)
+            if linear is not None:
+                yield linear
+
+
 def install_cross_attention_cache(model) -> int:
     """Make the decoder project the encoder output to cross-attention keys and values once per
     batch instead of once per generated token.
@@ -276,27 +287,25 @@ def install_cross_attention_cache(model) -> int:
     step for a 20 s chunk. The result of a projection of an unchanged tensor is the same, so it
     is cached, keyed on the tensor's identity and version; outputs are bit-identical (tested).
     Returns the number of projections wrapped."""
-    decoder = getattr(getattr(model, "transf_decoder", None), "decoder", None)
     wrapped = 0
-    for layer in getattr(decoder, "layers", []):
-        cross = getattr(layer, "second_sub_layer", None)
-        for name in ("key_net", "value_net"):
-            linear = getattr(cross, name, None)
-            if linear is None or isinstance(linear.forward, _ProjectionCache):
-                continue
+    for linear in _cross_projections(model):
+        if not isinstance(linear.forward, _ProjectionCache):
             linear.forward = _ProjectionCache(linear)  # instance attribute: weights and state_dict untouched
             wrapped += 1
     return wrapped
 
 
 def clear_cross_attention_cache(model) -> None:
-    decoder = getattr(getattr(model, "transf_decoder", None), "decoder", None)
-    for layer in getattr(decoder, "layers", []):
-        cross = getattr(layer, "second_sub_layer", None)
-        for name in ("key_net", "value_net"):
-            forward = getattr(getattr(cross, name, None), "forward", None)
-            if isinstance(forward, _ProjectionCache):
-                forward.clear()
+    for linear in _cross_projections(model):
+        if isinstance(linear.forward, _ProjectionCache):
+            linear.forward.clear()
+
+
+def remove_cross_attention_cache(model) -> None:
+    """Back to NeMo's own projections (for A/B measurements and tests)."""
+    for linear in _cross_projections(model):
+        if isinstance(linear.forward, _ProjectionCache):
+            del linear.forward
 
 
 class _KnownNoise(logging.Filter):

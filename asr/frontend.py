@@ -25,8 +25,8 @@ import numpy as np
 
 from . import loudness
 from .audio import DecoderProcess, SampleBuffer
-from .errors import Stopped
 from .chunking import ChunkPacker, chunk_audio
+from .errors import Stopped
 from .types import (
     SAMPLE_RATE,
     AudioLimits,

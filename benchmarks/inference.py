@@ -119,16 +119,11 @@ def main() -> int:
         name = "tiny"
     else:
         model = build_full_size(device, aligner=not args.no_aligner)
-        if not args.no_xattn_cache:
-            E.install_cross_attention_cache(model)
+        E.install_cross_attention_cache(model)
         engine = E.Engine(model, name="canary-1b-v2-shape", device=device, batch_size=args.batch_size)
         name = "canary-1b-v2-shape (random weights)"
     if args.no_xattn_cache:
-        for layer in engine.model.transf_decoder.decoder.layers:
-            for proj in ("key_net", "value_net"):
-                lin = getattr(layer.second_sub_layer, proj)
-                if isinstance(lin.forward, E._ProjectionCache):
-                    del lin.forward
+        E.remove_cross_attention_cache(engine.model)
     load_s = time.perf_counter() - t0
     runner = engine if args.tiny else ForcedLength(engine, args.tokens_per_s)
 
