@@ -2,6 +2,7 @@
 # make test   - the whole test suite (installs first)
 # make serve  - Cog's HTTP server on 127.0.0.1:$(PORT), model from $$ASR_MODEL
 # make weights - download nvidia/canary-1b-v2 into weights/ (before cog build)
+# make gpu-wheels - the cp312 wheels benchmarks/gpu_check.sh installs on a GPU host without an index
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ PORT ?= 5000
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: venv test serve clean weights
+.PHONY: venv test serve clean weights gpu-wheels
 
 venv: $(VENV)/.installed
 
@@ -35,6 +36,10 @@ serve: venv
 # The real checkpoint, for `cog build` (needs network access to Hugging Face).
 weights: venv
 	$(PY) tools/download_weights.py --model nvidia/canary-1b-v2 --out weights
+
+# What a GPU host with its own Python 3.12 and PyTorch lacks (see tools/gpu_wheels.txt).
+gpu-wheels: venv
+	$(PY) tools/gpu_wheels.py --out build/gpu-wheels
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache
