@@ -1,0 +1,37 @@
+"""The GPU check's CPU rehearsal runs end to end, so the script is ready when a GPU is lent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.conftest import ROOT
+
+
+def test_rehearsal_measures_every_part(tmp_path, tiny_model, shared_audio):
+    r = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--rehearse"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "OUT": str(tmp_path)})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    rows = [json.loads(line) for line in (tmp_path / "gpu_check.jsonl").read_text().splitlines()]
+    from benchmarks.gpu_check import PARTS
+
+    assert {row["part"] for row in rows} == {p.name for p in PARTS}
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert table.startswith("| part |") and len(table.splitlines()) == len(rows) + 2
+    assert table in r.stdout  # the table is the last thing printed
+
+
+def test_a_failing_part_is_named_and_fails_the_check(tmp_path):
+    """A part that breaks (here: a script that exits with an error) is reported by name."""
+    from benchmarks.gpu_check import Part, run_part, table
+
+    script = ("-c", "import sys; print('{\"x\": 1}'); sys.exit('it broke')")
+    broken = Part("broken", script, script, budget_s=30)
+    rows, failure = run_part(broken, rehearse=True, log_dir=tmp_path)
+    assert rows == [{"part": "broken", "x": 1}]
+    assert failure is not None and "exit status 1" in failure and "it broke" in failure
+    assert (tmp_path / "broken.log").read_text().endswith("it broke\n")
+    silent = Part("silent", ("-c", "pass"), ("-c", "pass"), budget_s=30)
+    assert run_part(silent, rehearse=True, log_dir=tmp_path) == ([], "printed no measurement")
+    assert table(rows).splitlines()[0] == "| part |"
