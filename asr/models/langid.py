@@ -8,6 +8,7 @@ probabilities over the model's labels; which of them the ASR model can use is `a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -54,12 +55,13 @@ class LanguageIdentifier:
             raise ModelLoadError(f"NeMo is not installed ({e}); it is needed to load {ENV_VAR}={name}") from e
         local = Path(name).expanduser()
         try:
-            if local.suffix == ".nemo" or local.exists():
-                if not local.is_file():
-                    raise ModelLoadError(f"{ENV_VAR}={name}: no such .nemo file")
-                model = EncDecSpeakerLabelModel.restore_from(str(local), map_location=torch.device(device))
-            else:
-                model = EncDecSpeakerLabelModel.from_pretrained(name, map_location=torch.device(device))
+            with quiet_nemo():
+                if local.suffix == ".nemo" or local.exists():
+                    if not local.is_file():
+                        raise ModelLoadError(f"{ENV_VAR}={name}: no such .nemo file")
+                    model = EncDecSpeakerLabelModel.restore_from(str(local), map_location=torch.device(device))
+                else:
+                    model = EncDecSpeakerLabelModel.from_pretrained(name, map_location=torch.device(device))
         except ModelLoadError:
             raise
         except Exception as e:  # network, missing cache, corrupt archive, wrong class: all "no model"
@@ -68,6 +70,11 @@ class LanguageIdentifier:
                 f"Set {ENV_VAR} to a local .nemo file, to a reachable pretrained name "
                 f"(default {DEFAULT_LID_MODEL}), or to 'none' to turn language detection off"
             ) from e
+        if not isinstance(model, EncDecSpeakerLabelModel):
+            raise ModelLoadError(
+                f"{ENV_VAR}={name} is a {type(model).__name__}; a language identifier must be an "
+                f"EncDecSpeakerLabelModel with language labels, such as {DEFAULT_LID_MODEL}"
+            )
         model.eval()
         ident = cls(model, name=name, device=device, batch_size=batch_size,
                     load_s=time.perf_counter() - start)
@@ -97,6 +104,22 @@ class LanguageIdentifier:
     def release(self) -> None:
         """Drop the model (and its GPU memory)."""
         self._model = None
+
+
+@contextlib.contextmanager
+def quiet_nemo():
+    """NeMo logs every config it restores at INFO; keep the service's logs readable."""
+    try:
+        from nemo.utils import logging as nemo_logging
+    except ImportError:
+        yield
+        return
+    level = nemo_logging.getEffectiveLevel()
+    nemo_logging.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        nemo_logging.setLevel(level)
 
 
 def _pad(audios: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -4,9 +4,9 @@ AmberNet (NeMo `langid_ambernet`, the TitaNet-LID paper) is an `EncDecSpeakerLab
 preprocessor, a `ConvASREncoder` of depthwise-separable 1-D convolution blocks with
 squeeze-and-excitation (a kernel-3 prologue, three residual mega-blocks of kernels 7, 11 and 15 with
 three sub-blocks each, a 1x1 epilogue three times as wide), and a `SpeakerDecoder` with attentive
-statistics pooling and one embedding layer before the class layer. This builder keeps that layout at
-32 filters instead of 1024 and sets the weights by hand, so the decision is a documented function
-of the input instead of noise:
+statistics pooling and one embedding layer before the class layer. This builder keeps that layout
+at 32 filters instead of 1024 (TINY_DIMS) and sets the weights by hand, so the decision is a
+documented function of the input instead of noise:
 
 THE RULE. For each 10 ms frame the model takes the log-mel energy averaged over the bands centred
 between UPPER_BAND_HZ, minus the same average over LOWER_BAND_HZ: the spectral balance, which
@@ -18,16 +18,19 @@ speech (or a high tone) -> "de", and speech near the boundary gets split probabi
 The preprocessor does not normalise features (`normalize: "none"`): per-feature normalisation
 would remove each band's mean and with it the balance; log energies make b independent of level.
 Padding cannot leak: the convolutions are masked and the pooling averages valid frames only.
+
+In practice (measured on the shared recordings, tests/test_langid.py): the recordings as they are,
+or pitched down, -> "en" with p > 0.99; the same speech played 1.5 times faster or more (resampled
+from 16 kHz * factor to 16 kHz) -> "de" with p > 0.99; about 1.3x is the boundary. Harmonic tones
+with f0 up to 300 Hz -> "en", from 400 Hz -> "de".
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 LOW_LABEL = "en"
 HIGH_LABEL = "de"
@@ -38,8 +41,22 @@ UPPER_BAND_HZ = (400.0, 1600.0)
 BALANCE_OFFSET = 2.0
 SHARPNESS = 6.0
 OTHER_LOGIT = -6.0
-FILTERS = 32
-N_MELS = 64
+
+
+@dataclass(frozen=True)
+class LangidDims:
+    """The sizes that tell the tiny model from AmberNet-sized (everything else is shared)."""
+
+    filters: int
+    n_mels: int
+    emb_size: int
+    attention_channels: int
+
+
+TINY_DIMS = LangidDims(filters=32, n_mels=64, emb_size=16, attention_channels=16)
+AMBERNET_DIMS = LangidDims(filters=1024, n_mels=80, emb_size=512, attention_channels=128)
+"""TitaNet-L widths, as AmberNet keeps them (24 M parameters here; the real checkpoint has
+about 29 M): for cost estimates (benchmarks/langid.py) only."""
 
 
 def labels() -> tuple[str, ...]:
@@ -49,8 +66,8 @@ def labels() -> tuple[str, ...]:
     return tuple(sorted(set(CODES) | set(EXTRA_LABELS)))
 
 
-def _config(label_list: tuple[str, ...]) -> dict:
-    def block(kernel: int, repeat: int, residual: bool, filters: int = FILTERS) -> dict:
+def _config(label_list: tuple[str, ...], dims: LangidDims) -> dict:
+    def block(kernel: int, repeat: int, residual: bool, filters: int = dims.filters) -> dict:
         return {"filters": filters, "repeat": repeat, "kernel": [kernel], "stride": [1], "dilation": [1],
                 "dropout": 0.0, "residual": residual, "separable": True, "se": True, "se_context_size": -1}
 
@@ -61,33 +78,33 @@ def _config(label_list: tuple[str, ...]) -> dict:
         "preprocessor": {
             "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
             "normalize": "none", "window_size": 0.025, "window_stride": 0.01, "window": "hann",
-            "sample_rate": 16000, "features": N_MELS, "n_fft": 512, "frame_splicing": 1, "dither": 0.0,
+            "sample_rate": 16000, "features": dims.n_mels, "n_fft": 512, "frame_splicing": 1, "dither": 0.0,
         },
         "encoder": {
             "_target_": "nemo.collections.asr.modules.ConvASREncoder",
-            "feat_in": N_MELS, "activation": "relu", "conv_mask": True,
+            "feat_in": dims.n_mels, "activation": "relu", "conv_mask": True,
             "jasper": [block(3, 1, False), block(7, 3, True), block(11, 3, True), block(15, 3, True),
-                       block(1, 1, False, filters=3 * FILTERS)],
+                       block(1, 1, False, filters=3 * dims.filters)],
         },
         "decoder": {
             "_target_": "nemo.collections.asr.modules.SpeakerDecoder",
-            "feat_in": 3 * FILTERS, "num_classes": len(label_list), "pool_mode": "attention",
-            "emb_sizes": 16, "attention_channels": 16,
+            "feat_in": 3 * dims.filters, "num_classes": len(label_list), "pool_mode": "attention",
+            "emb_sizes": dims.emb_size, "attention_channels": dims.attention_channels,
         },
         "loss": {"_target_": "nemo.collections.common.losses.cross_entropy.CrossEntropyLoss"},
     }
 
 
-def build_langid_like(seed: int = 0):
-    """The tiny AmberNet-structured `EncDecSpeakerLabelModel` with THE RULE's weights (in memory)."""
+def build_langid_like(seed: int = 0, dims: LangidDims = TINY_DIMS, label_list: tuple[str, ...] | None = None):
+    """An AmberNet-structured `EncDecSpeakerLabelModel` with THE RULE's weights (in memory)."""
     import torch
     from omegaconf import OmegaConf
 
     from nemo.collections.asr.models import EncDecSpeakerLabelModel
 
     torch.manual_seed(seed)
-    label_list = labels()
-    cfg = OmegaConf.create(_config(label_list))
+    label_list = label_list or labels()
+    cfg = OmegaConf.create(_config(label_list, dims))
     # NeMo 3.0: building a label model with train_ds present overwrites its labels with None.
     train_ds = cfg.pop("train_ds")
     model = EncDecSpeakerLabelModel(cfg=cfg)
@@ -188,8 +205,11 @@ def build_tiny_langid(out_path: str | os.PathLike, seed: int = 0) -> Path:
     Canary builder, for `python -m asr tiny-model --kind langid`."""
     out = Path(out_path).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = build_langid_like(seed)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    from asr.models.langid import quiet_nemo
+
+    with quiet_nemo():
+        model = build_langid_like(seed)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp, quiet_nemo():
         partial = Path(tmp) / out.name
         model.save_to(str(partial))
         partial.replace(out)
