@@ -72,8 +72,8 @@ def test_synthetic_tones_follow_the_documented_rule(identifier):
 
 
 def test_a_batch_of_different_lengths_scores_each_chunk_as_alone(identifier, speech):
-    chunks = [speech["jfk"], pitched(speech["clip_a"], 1.5)[: 3 * RATE], speech["clip_b"][:800],
-              pitched(speech["clip_b"], 1.6), speech["clip_a"][: 7 * RATE]]
+    chunks = [speech["jfk"][: 6 * RATE], pitched(speech["clip_a"], 1.5)[: 3 * RATE], speech["clip_b"][:800],
+              pitched(speech["clip_b"], 1.6)[: 4 * RATE], speech["clip_a"][: 2 * RATE]]
     together = identifier.score(chunks)  # batches of 4, sorted by length: padding in every batch
     alone = np.concatenate([identifier.score([c]) for c in chunks])
     np.testing.assert_allclose(together, alone, atol=1e-5)

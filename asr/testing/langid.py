@@ -202,7 +202,8 @@ def _set_rule(model, label_list: tuple[str, ...]) -> None:
 def build_tiny_langid(out_path: str | os.PathLike, seed: int = 0) -> Path:
     """Write the tiny identifier as a .nemo that `EncDecSpeakerLabelModel.restore_from` (and so
     `asr.models.langid.LanguageIdentifier`) loads like the real AmberNet. Same signature as the
-    Canary builder, for `python -m asr tiny-model --kind langid`."""
+    Canary builder, for `python -m asr tiny-model --kind langid`. `seed` only fills weights the
+    rule multiplies by zero, so every seed gives the same decisions."""
     out = Path(out_path).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     from asr.models.langid import quiet_nemo
