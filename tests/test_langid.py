@@ -60,6 +60,8 @@ def test_low_and_high_pitched_real_speech_get_different_languages(identifier, sp
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert top(identifier, probs) == ["en"] * 3 + ["de"] * 3
     assert probs.max(axis=1).min() > 0.9
+    softer = identifier.score([0.1 * low[0], 0.1 * high[0]])  # 20 dB down: the same answer
+    np.testing.assert_allclose(softer, probs[[0, 3]], atol=0.01)
 
 
 def test_synthetic_tones_follow_the_documented_rule(identifier):

@@ -16,7 +16,9 @@ Then logits are `+SHARPNESS*b` for HIGH_LABEL ("de"), `-SHARPNESS*b` for LOW_LAB
 OTHER_LOGIT for every other label: low-pitched speech (or a low tone) -> "en", high-pitched
 speech (or a high tone) -> "de", and speech near the boundary gets split probabilities.
 The preprocessor does not normalise features (`normalize: "none"`): per-feature normalisation
-would remove each band's mean and with it the balance; log energies make b independent of level.
+would remove each band's mean and with it the balance; log energies make b independent of level
+for speech (a band with almost no energy, as between a pure tone's harmonics, sits on the log
+floor and does not scale; the pipeline feeds chunks normalised to -23 LUFS anyway).
 Padding cannot leak: the convolutions are masked and the pooling averages valid frames only.
 
 In practice (measured on the shared recordings, tests/test_langid.py): the recordings as they are,
