@@ -22,6 +22,8 @@ class Cue:
     start_ms: int
     end_ms: int
     lines: tuple[str, ...]
+    speaker: str | None = None
+    """With diarization: the segment's speaker (SRT prefixes the text, VTT uses a voice span)."""
 
 
 def balanced_lines(text: str, width: int, max_lines: int) -> list[str]:
@@ -43,9 +45,13 @@ MIN_CUE_MS = 500
 """A cue shorter than this is lengthened (up to the next cue's start) so it can be read."""
 
 
-def iter_cues(transcript: Transcript, options: SubtitleOptions | None = None) -> Iterator[Cue]:
+def iter_cues(
+    transcript: Transcript, options: SubtitleOptions | None = None, speaker_prefix: bool = False
+) -> Iterator[Cue]:
     """One cue per non-empty segment, in order: never starting before the previous cue, lasting
-    at least MIN_CUE_MS where the next cue leaves room, and always at least 1 ms."""
+    at least MIN_CUE_MS where the next cue leaves room, and always at least 1 ms. With
+    `speaker_prefix`, a segment's speaker (`SPEAKER_1: `) is part of the text the lines are
+    balanced over, so the prefixed lines still respect the width."""
     o = options or SubtitleOptions()
     segments = [(s, " ".join(s.text.split())) for s in transcript.segments]
     segments = [(s, text) for s, text in segments if text]
@@ -57,7 +63,9 @@ def iter_cues(transcript: Transcript, options: SubtitleOptions | None = None) ->
         readable = start + MIN_CUE_MS if next_start is None else min(start + MIN_CUE_MS, next_start)
         end = max(end, readable, start + 1)
         last_start = start
-        yield Cue(index, start, end, tuple(balanced_lines(text, o.max_line_chars, o.max_lines)))
+        shown = f"{seg.speaker}: {text}" if speaker_prefix and seg.speaker else text
+        lines = tuple(balanced_lines(shown, o.max_line_chars, o.max_lines))
+        yield Cue(index, start, end, lines, seg.speaker)
 
 
 def format_timestamp(ms: int, decimal_marker: str) -> str:
@@ -72,21 +80,26 @@ class SubtitleWriter:
     header: str = ""
     decimal_marker: str = "."
     numbered: bool = False
+    speaker_prefix: bool = False
+    """Whether the speaker's name is written into the text (`SPEAKER_1: ...`)."""
 
     def escape(self, line: str) -> str:
         return line
 
+    def cue_lines(self, cue: Cue) -> list[str]:
+        return [self.escape(line) for line in cue.lines]
+
     def write(self, transcript: Transcript, file: TextIO, options: SubtitleOptions | None = None) -> None:
         file.write(self.header)
-        for cue in iter_cues(transcript, options):
+        for cue in iter_cues(transcript, options, self.speaker_prefix):
             if self.numbered:
                 file.write(f"{cue.index}\n")
             file.write(
                 f"{format_timestamp(cue.start_ms, self.decimal_marker)} --> "
                 f"{format_timestamp(cue.end_ms, self.decimal_marker)}\n"
             )
-            for line in cue.lines:
-                file.write(self.escape(line) + "\n")
+            for line in self.cue_lines(cue):
+                file.write(line + "\n")
             file.write("\n")
 
     def to_string(self, transcript: Transcript, options: SubtitleOptions | None = None) -> str:
@@ -96,18 +109,22 @@ class SubtitleWriter:
 
 
 class SRTWriter(SubtitleWriter):
-    """SubRip: index, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, text lines, blank line."""
+    """SubRip: index, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, text lines, blank line. SubRip has no
+    speaker markup, so a diarized cue's text starts with the speaker's name (`SPEAKER_1: `)."""
 
     extension = "srt"
     decimal_marker = ","
     numbered = True
+    speaker_prefix = True
 
     def escape(self, line: str) -> str:
         return line.replace("-->", "->")  # SRT has no escapes; the arrow would read as a timing line
 
 
 class VTTWriter(SubtitleWriter):
-    """WebVTT: `WEBVTT` header, `HH:MM:SS.mmm --> HH:MM:SS.mmm`, escaped cue text."""
+    """WebVTT: `WEBVTT` header, `HH:MM:SS.mmm --> HH:MM:SS.mmm`, escaped cue text. A diarized
+    cue is one voice span over all its lines (`<v SPEAKER_1>...</v>`, WebVTT section 4.2.2:
+    the annotation is the speaker's name, escaped like cue text)."""
 
     extension = "vtt"
     header = "WEBVTT\n\n"
@@ -115,6 +132,13 @@ class VTTWriter(SubtitleWriter):
 
     def escape(self, line: str) -> str:
         return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def cue_lines(self, cue: Cue) -> list[str]:
+        lines = [self.escape(line) for line in cue.lines]
+        if cue.speaker:
+            lines[0] = f"<v {self.escape(cue.speaker)}>{lines[0]}"
+            lines[-1] = f"{lines[-1]}</v>"
+        return lines
 
 
 def to_text(transcript: Transcript) -> str:

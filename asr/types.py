@@ -263,9 +263,14 @@ class Word:
     start_s: float
     end_s: float
     text: str
+    speaker: str | None = None
+    """Set only with diarization (asr.post.speakers); None keeps it out of the output."""
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start_s, 3), "end": round(self.end_s, 3), "word": self.text}
+        out = {"start": round(self.start_s, 3), "end": round(self.end_s, 3), "word": self.text}
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+        return out
 
 
 @dataclass(frozen=True)
@@ -277,14 +282,61 @@ class Segment:
     end_s: float
     text: str
     words: tuple[Word, ...] = ()
+    speaker: str | None = None
+    """Set only with diarization; a segment never mixes speakers."""
+    overlap: bool | None = None
+    """With diarization: True where another speaker talked over part of this segment."""
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "start": round(self.start_s, 3),
             "end": round(self.end_s, 3),
             "text": self.text,
             "words": [w.to_dict() for w in self.words],
         }
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+        if self.overlap is not None:
+            out["overlap"] = self.overlap
+        return out
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One diarized speaker's summary: total speaking time (sum of its segments) and segments."""
+
+    speaker: str
+    speech_s: float
+    segments: int
+
+    def to_dict(self) -> dict:
+        return {"speaker": self.speaker, "speech_s": round(self.speech_s, 3), "segments": self.segments}
+
+
+@dataclass(frozen=True, eq=False)
+class SpeakerActivity:
+    """A diarizer's output on the original timeline: row i holds each speaker slot's probability
+    of talking during [i * frame_s, (i + 1) * frame_s). Slots are the model's (up to 4 for
+    Sortformer), not yet numbered for users (asr.post.speakers does that)."""
+
+    probabilities: np.ndarray = field(repr=False)
+    """float32, shape (frames, max speakers), values in [0, 1]."""
+    frame_s: float = 0.08
+    """Sortformer's output frame: 8x subsampling of 10 ms feature frames."""
+
+    def __post_init__(self) -> None:
+        if self.probabilities.ndim != 2:
+            raise ValueError(f"speaker probabilities must be (frames, speakers), got {self.probabilities.shape}")
+
+    @property
+    def duration_s(self) -> float:
+        return self.probabilities.shape[0] * self.frame_s
+
+    def num_speakers(self, threshold: float = 0.5) -> int:
+        """Speaker slots active (probability >= threshold) in at least one frame."""
+        if self.probabilities.size == 0:
+            return 0
+        return int((self.probabilities >= threshold).any(axis=0).sum())
 
 
 @dataclass(frozen=True)
@@ -300,6 +352,8 @@ class Transcript:
     model: str
     timestamps: bool
     timings_s: dict = field(default_factory=dict, compare=False)
+    speakers: tuple[Speaker, ...] | None = None
+    """Set only with diarization, in order of first appearance."""
 
     def to_dict(self) -> dict:
         """The output contract (README, Output), without the subtitle files (asr.formats)."""
@@ -312,4 +366,4 @@ class Transcript:
             "duration_s": round(self.duration_s, 3),
             "speech_s": round(self.speech_s, 3),
             "model": self.model,
-        }
+        } | ({} if self.speakers is None else {"speakers": [k.to_dict() for k in self.speakers]})

@@ -1,0 +1,1 @@
+"""After the model: times on the original timeline, speakers."""
