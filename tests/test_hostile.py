@@ -235,7 +235,7 @@ def decoder_children() -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if b"asr.decode_child" in (d / "cmdline").read_bytes():
+                if b"asr.media." in (d / "cmdline").read_bytes():
                     pids.append(int(d.name))
             except OSError:
                 pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr.loudness import limit_peaks, measure_lufs, normalise
+from asr.frontend.loudness import limit_peaks, measure_lufs, normalise
 from asr.types import SAMPLE_RATE, TARGET_LUFS, LoudnessOptions
 
 

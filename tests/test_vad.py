@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from asr.types import SAMPLE_RATE, VadOptions
-from asr.vad import FRAME_SAMPLES, SileroVad, SpanTracker, spans_from_probabilities
+from asr.frontend.vad import FRAME_SAMPLES, SileroVad, SpanTracker, spans_from_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_spans_match_silero_state_machine(vad, speech, options):
 
 
 def test_jfk_spans_cover_the_four_phrases(shared_audio):
-    from asr.audio import decode
+    from asr.media import decode
 
     audio = decode(shared_audio / "jfk.flac").samples
     spans = SileroVad().spans(audio)
@@ -126,7 +126,7 @@ def test_silence_and_noise_have_no_speech(vad):
 
 def test_front_end_never_imports_torch():
     code = (
-        "import sys, asr.frontend, asr.audio, asr.vad, asr.chunking, asr.loudness;"
+        "import sys, asr.frontend, asr.media, asr.frontend.vad, asr.frontend.chunking, asr.frontend.loudness;"
         "from asr.frontend import FrontEnd; FrontEnd();"
         "bad = [m for m in ('torch', 'nemo', 'silero_vad') if m in sys.modules];"
         "sys.exit(f'imported {bad}' if bad else 0)"
@@ -143,7 +143,7 @@ def _root() -> str:
 
 def test_matrix_front_end_matches_the_plain_sequence_model(speech, monkeypatch):
     """The fast path (convolutions as matrix products) agrees with Silero's own graph."""
-    from asr import vad as vad_module
+    from asr.frontend import vad as vad_module
 
     fast = SileroVad()
     assert fast._front is not None, "the fast path did not load"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .types import SAMPLE_RATE, Span, VadOptions
+from ..media.policy import SEGMENT_SAMPLES, VAD_WARMUP_SAMPLES
+from ..types import SAMPLE_RATE, Span, VadOptions
 
 FRAME_SAMPLES = 512
 """Silero's frame at 16 kHz (32 ms)."""
@@ -73,11 +74,17 @@ class SileroVad:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
     def stream(self) -> "VadStream":
+        """One uninterrupted run of the model (state carried through everything fed)."""
         return VadStream(self._session, self._front)
 
+    def segmented(self, first_sample: int = 0) -> "SegmentedVad":
+        """The front end's VAD: restarted on a fixed grid (see SegmentedVad)."""
+        return SegmentedVad(self, first_sample)
+
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Per-frame speech probabilities of a whole array (one per FRAME_SAMPLES)."""
-        s = self.stream()
+        """Per-frame speech probabilities of a whole recording (one per FRAME_SAMPLES), exactly as
+        the front end computes them, however many processes share the work."""
+        s = self.segmented()
         return np.concatenate((s.feed(audio), s.finish()))
 
     def spans(self, audio: np.ndarray) -> list[Span]:
@@ -211,6 +218,58 @@ class VadStream:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
+class SegmentedVad:
+    """The VAD with its recurrent state restarted at every multiple of SEGMENT_SAMPLES,
+    warmed up on the VAD_WARMUP_SAMPLES before it. Silero's LSTM remembers minutes of
+    audio, so a stream cut anywhere never re-converges exactly to an uncut one; restarting on a
+    fixed grid instead makes every range independent, and the result the same whether one child
+    decodes the file front to back or many decode its ranges at once."""
+
+    def __init__(self, vad, first_sample: int):
+        self._vad = vad
+        self.pos = first_sample
+        self._cur = vad.stream()
+        self._cur_start = first_sample
+        self._drop = 0  # frames of warm-up still to drop from the current stream's output
+        self._next = None
+        self._next_start = 0
+
+    def _reset_point(self) -> int:
+        s, w = SEGMENT_SAMPLES, VAD_WARMUP_SAMPLES
+        g = (self._cur_start + w) // s * s + s if self._cur_start + w >= s else s
+        while g - w <= self._cur_start:
+            g += s
+        return g
+
+    def _take(self, probs: np.ndarray) -> np.ndarray:
+        if self._drop:
+            cut = min(self._drop, probs.size)
+            probs, self._drop = probs[cut:], self._drop - cut
+        return probs
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        out = []
+        while x.size:
+            g = self._reset_point()
+            warm_at = g - VAD_WARMUP_SAMPLES
+            n = min(x.size, (warm_at if self._next is None and self.pos < warm_at else g) - self.pos)
+            piece, x = x[:n], x[n:]
+            out.append(self._take(self._cur.feed(piece)))
+            if self._next is not None:
+                self._next.feed(piece)  # warm-up only; its output is dropped below
+            self.pos += n
+            if self._next is None and self.pos == warm_at:
+                self._next, self._next_start = self._vad.stream(), warm_at
+            if self.pos == g:
+                out.append(self._take(self._cur.finish()))
+                self._cur, self._cur_start, self._next = self._next, self._next_start, None
+                self._drop = VAD_WARMUP_SAMPLES // FRAME_SAMPLES
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def finish(self) -> np.ndarray:
+        return self._take(self._cur.finish())
+
+
 def spans_from_probabilities(
     probs: np.ndarray, num_samples: int, options: VadOptions | None = None
 ) -> list[Span]:
@@ -251,6 +310,17 @@ class SpanTracker:
         for i in np.flatnonzero((p >= self._threshold) | (p < self._neg)):
             self._step(float(p[i]), FRAME_SAMPLES * (base + int(i)))
         return self._emit(final_at=None)
+
+    def earliest_sample(self) -> int:
+        """No span this tracker emits from now on starts before this sample: the audio before
+        it may be released."""
+        if self._raw:
+            raw = self._raw[0][0]
+        elif self._triggered:
+            raw = self._start
+        else:
+            raw = FRAME_SAMPLES * self._frames
+        return max(0, int(raw - self._pad) - FRAME_SAMPLES)
 
     def finish(self, num_samples: int) -> list[Span]:
         if self._triggered and num_samples - self._start > self._min_speech:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .types import SAMPLE_RATE, LoudnessOptions
+from ..types import SAMPLE_RATE, LoudnessOptions
 
 MIN_MEASURE_S = 0.05
 """Below this there is too little signal for a loudness figure; such chunks keep unit gain."""
