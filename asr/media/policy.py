@@ -54,7 +54,7 @@ ranges that children decode independently, and on which the VAD's state restarts
 asr.media.child.SegmentedVad): the same for any number of cores, so the plan is too."""
 VAD_WARMUP_SAMPLES = 96 * VAD_FRAME_SAMPLES
 """Audio (~3.1 s) the VAD hears before each grid point, so it starts a segment warmed up."""
-BYTES_PER_WORKER = 1 << 20
+BYTES_PER_WORKER = 1 << 18
 """A file smaller than this per extra worker is not worth another process."""
 
 
