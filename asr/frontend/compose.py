@@ -12,6 +12,7 @@ no NeMo: `python -m asr segment` uses this alone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -91,7 +92,7 @@ class FrontEnd:
         self.chunk_options = chunk_options or ChunkOptions()
         self.loudness_options = loudness_options or LoudnessOptions()
         self.limits = limits or AudioLimits.from_env()
-        self.workers = workers
+        self.workers = workers or _workers_from_env()
 
     def run(self, path: str | os.PathLike, progress: Progress | None = None, keep_audio: bool = False,
             display_name: str | None = None) -> "FrontEndRun":
@@ -100,10 +101,16 @@ class FrontEnd:
         return FrontEndRun(self, path, progress, keep_audio, display_name)
 
     def plan(self, path: str | os.PathLike, progress: Progress | None = None,
-             display_name: str | None = None) -> ChunkPlan:
-        """The whole plan at once (what `python -m asr segment` prints)."""
+             display_name: str | None = None, keep_samples: bool = True) -> ChunkPlan:
+        """The whole plan at once (what `python -m asr segment` prints). With keep_samples=False
+        each chunk's audio is dropped as it arrives (`samples` is empty), so memory stays flat
+        in the recording's length."""
         run = self.run(path, progress, display_name=display_name)
-        chunks = tuple(run)
+        if keep_samples:
+            chunks = tuple(run)
+        else:
+            empty = np.zeros(0, np.float32)
+            chunks = tuple(dataclasses.replace(c, samples=empty) for c in run)
         s = run.summary
         return ChunkPlan(duration_s=s.duration_s, speech_s=s.speech_s, chunks=chunks)
 
@@ -267,6 +274,17 @@ class FrontEndRun:
                 continue
         pending.popleft()
         return chunk
+
+
+def _workers_from_env() -> int | None:
+    """ASR_FRONTEND_WORKERS: decoder children per file (unset or 0: every usable core)."""
+    raw = os.environ.get("ASR_FRONTEND_WORKERS", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0, int(raw)) or None
+    except ValueError as e:
+        raise ValueError(f"environment variable ASR_FRONTEND_WORKERS={raw!r} is not a whole number") from e
 
 
 _warmed = threading.Event()

@@ -386,7 +386,7 @@ def run(request: ChildRequest, out_fd: int) -> None:
                           channels=int(ctx.channels or 0), header_duration_s=header_s, stream_index=index,
                           audio_streams=count, seekable=seekable)
         policy.check_format(name, info.sample_rate, info.channels, request.limits, from_header=True)
-        plan = policy.plan_ranges(header_s, seekable)
+        plan = policy.plan_ranges(header_s, seekable, request.limits.max_duration_s)
         if request.worker == 0:
             write(out_fd, Kind.INFO, info)
             write(out_fd, Kind.PLAN, RangePlan(plan))

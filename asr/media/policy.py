@@ -107,10 +107,13 @@ def worker_count(path: str | os.PathLike, requested: int | None) -> int:
     return max(1, min(cores, 1 + size // BYTES_PER_WORKER))
 
 
-def plan_ranges(header_duration_s: float | None, seekable: bool) -> tuple[DecodeRange, ...]:
+def plan_ranges(header_duration_s: float | None, seekable: bool, max_duration_s: float | None = None
+                ) -> tuple[DecodeRange, ...]:
     """Split the timeline into ranges on the SEGMENT_SAMPLES grid (the same plan in every child:
     a pure function of the header). The last range is open-ended, so a header that under-states
     the length loses nothing; one that over-states it gives empty ranges at the end."""
+    if header_duration_s and max_duration_s:  # a header claiming days plans no more than the cap
+        header_duration_s = min(header_duration_s, max_duration_s + 2 * SEGMENT_SAMPLES / SAMPLE_RATE)
     if not seekable or not header_duration_s or header_duration_s * SAMPLE_RATE < 2 * SEGMENT_SAMPLES:
         return (DecodeRange(0, 0, None, 0),)
     count = int(header_duration_s * SAMPLE_RATE // SEGMENT_SAMPLES)
