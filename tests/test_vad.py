@@ -154,3 +154,24 @@ def test_matrix_front_end_matches_the_plain_sequence_model(speech, monkeypatch):
     assert a.shape == b.shape
     assert np.max(np.abs(a - b)) < 1e-4
     assert spans_from_probabilities(a, speech.size) == spans_from_probabilities(b, speech.size)
+
+
+def test_segmented_vad_from_a_range_start_matches_the_whole_file(vad, speech):
+    """The parallel property: a child that starts at a grid point (after its warm-up) and is fed
+    pieces of any size scores exactly what one pass over the whole recording scores there."""
+    from asr.frontend.vad import SEGMENT_SAMPLES, VAD_WARMUP_SAMPLES
+
+    audio = np.tile(speech, -(-3 * SEGMENT_SAMPLES // speech.size))[: 2 * SEGMENT_SAMPLES + 12_345]
+    whole = vad.probabilities(audio)
+    assert whole.size == -(-audio.size // FRAME_SAMPLES)
+    start = SEGMENT_SAMPLES
+    seg = vad.segmented(start - VAD_WARMUP_SAMPLES)
+    rng = np.random.default_rng(0)
+    pos, parts = start - VAD_WARMUP_SAMPLES, []
+    while pos < audio.size:
+        n = int(rng.integers(1, 40_000))
+        parts.append(seg.feed(audio[pos : pos + n]))
+        pos += n
+    parts.append(seg.finish())
+    tail = np.concatenate(parts)
+    np.testing.assert_array_equal(tail, whole[start // FRAME_SAMPLES :])
