@@ -157,6 +157,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON line per file")
     args = ap.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
+    # The tiled files run a few seconds over whole hours (each tile keeps its encoder padding).
+    os.environ["ASR_MAX_DURATION_S"] = str(max(14_400, max(args.minutes) * 60 + 600))
     print(f"machine: {len(cpus)} usable cores; source: {SOURCE.name}", file=sys.stderr)
     for minutes in args.minutes:
         path = make_mp3(minutes)
