@@ -13,7 +13,7 @@ from .errors import ASRError
 def _segment(args: argparse.Namespace) -> int:
     from .frontend import FrontEnd
 
-    plan = FrontEnd().plan(args.audio)
+    plan = FrontEnd().plan(args.audio, keep_samples=False)
     json.dump(plan.to_dict(), sys.stdout, indent=None if args.compact else 2)
     sys.stdout.write("\n")
     return 0

@@ -22,7 +22,7 @@ from typing import TypeVar
 from .frontend import FrontEnd, Progress
 from .languages import resolve_pair
 from .segments import build_segments, join_text
-from .types import ChunkResult, PreparedChunk, Request, TranscribeOptions, Transcript
+from .types import Chunk, ChunkResult, PreparedChunk, Request, TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,7 +83,7 @@ class Transcriber:
         name = os.path.basename(os.fspath(audio))
         timings = Timings()
         start = time.perf_counter()
-        results: list[tuple[PreparedChunk, ChunkResult]] = []
+        results: list[tuple[Chunk, ChunkResult]] = []  # no audio kept: memory stays flat
         pending: list[PreparedChunk] = []
         run = self.frontend.run(audio, progress=progress)
         last_log = 0.0
@@ -95,17 +95,15 @@ class Transcriber:
             out = self.engine.transcribe([c.samples for c in batch], request)
             timings.model_s += time.perf_counter() - t
             timings.batches += 1
-            results.extend(zip(batch, out, strict=True))
+            results.extend(zip((c.chunk for c in batch), out, strict=True))
             now = time.perf_counter()
             total = run.chunks_total or 0
             if progress is not None:
                 progress("transcribe", len(results), total)
             if now - last_log >= 5.0 or total == len(results):
                 last_log = now
-                log.info(
-                    "%s: %d%s chunks %sd (%.0f s of audio decoded), %.1f s elapsed", name, len(results),
-                    f"/{total}" if total else "", task, run.decoded_s, now - start,
-                )
+                log.info("%s: %d%s chunks %sd, %.1f s elapsed", name, len(results),
+                         f"/{total}" if total else "", task, now - start)
 
         # closing(): on an error or Cog's cancel the front end stops now, not when garbage is collected
         with contextlib.closing(prefetch(run, depth=2 * self.engine.batch_size)) as chunks:
@@ -119,11 +117,12 @@ class Transcriber:
                 if len(pending) >= self.engine.batch_size:
                     infer(pending)
                     pending = []
-            timings.frontend_s = run.times.decode_vad_s
+            summary = run.summary
+            timings.frontend_s = summary.timings.decode_vad_s
             if pending:
                 infer(pending)
-        results.sort(key=lambda cr: cr[0].chunk.start_s)
-        segments = build_segments(((c.chunk, r) for c, r in results), task, options.timestamps, options.subtitles)
+        results.sort(key=lambda cr: cr[0].start_s)
+        segments = build_segments(((c, r) for c, r in results), task, options.timestamps, options.subtitles)
         timings.total_s = time.perf_counter() - start
         transcript = Transcript(
             text=join_text(r.text for _, r in results),
@@ -131,8 +130,8 @@ class Transcriber:
             source_lang=source,
             target_lang=target,
             task=task,
-            duration_s=run.duration_s,
-            speech_s=run.speech_s,
+            duration_s=summary.duration_s,
+            speech_s=summary.speech_s,
             model=self.engine.name,
             timestamps=options.timestamps,
             timings_s=timings.to_dict(),

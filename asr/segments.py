@@ -16,7 +16,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable, Sequence
 
-from .chunking import TimeMap
+from .frontend.chunking import TimeMap
 from .types import Chunk, ChunkResult, Segment, SubtitleOptions, TimedText, Word
 
 SENTENCE_ENDS = (".", "?", "!", "…", "。", "？", "！")

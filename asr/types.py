@@ -101,8 +101,9 @@ class LoudnessOptions:
     """Per-chunk loudness normalisation (ITU-R BS.1770-4 via pyloudnorm)."""
 
     target_lufs: float = TARGET_LUFS
-    max_gain_db: float = 30.0
-    """A near-silent chunk is not boosted by more than this (it would only amplify noise)."""
+    max_gain_db: float = 45.0
+    """A chunk is not boosted by more than this: enough for a recording 35 dB too quiet (about
+    -58 LUFS) to reach the target, while chunks near BS.1770's -70 LUFS gate stay quiet."""
     peak_ceiling_dbfs: float = -1.0
     """A look-ahead limiter keeps every sample at or below this level, so nothing clips."""
 

@@ -55,7 +55,7 @@ def snapshot(server, tmpdir: Path) -> dict:
     worker = next((p for p, cmd in procs.items() if "_run_worker" in cmd), None)
     main = next((p for p, cmd in procs.items() if "cog.server.http" in cmd and not cmd.startswith("/bin/sh")), None)
     decoders = [p for p in (int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit())
-                if _cmd(p) and "asr.decode_child" in _cmd(p)]
+                if _cmd(p) and "asr.media." in _cmd(p)]
     return {
         "server_rss_mb": rss_mb(main) if main else 0.0,
         "worker_rss_mb": rss_mb(worker) if worker else 0.0,

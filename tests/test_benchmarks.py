@@ -26,4 +26,5 @@ def test_inference_smoke_run_prints_its_json_line(tiny_model, shared_audio):
 def test_frontend_benchmark_keeps_all_detected_speech(shared_audio):
     out = run_json("benchmarks/frontend.py", "--minutes", "1", "--skip-baseline", "--json")
     assert out["ours_speech_kept_s"] == out["ours_speech_detected_s"] > 30
-    assert out["ours_wall_s"] > 0 and out["ours_peak_rss_mb"] > 0
+    assert out["ours_wall_s"] > 0 and out["ours_peak_rss_mb"] > 0 and out["ours_1core_wall_s"] > 0
+    assert out["same_plan_1_vs_all_cores"] is True

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asr.chunking import ChunkPacker, TimeMap, chunk_audio, plan_chunks, quietest_point, split_span
+from asr.frontend.chunking import ChunkPacker, TimeMap, chunk_audio, plan_chunks, quietest_point, split_span
 from asr.types import MAX_CHUNK_S, SAMPLE_RATE, Chunk, ChunkOptions, Span
 
 MAX_SAMPLES = int(MAX_CHUNK_S * SAMPLE_RATE)
@@ -141,8 +141,8 @@ def test_chunk_audio_concatenates_its_spans():
 
 def test_real_recording_every_detected_span_is_in_exactly_one_chunk(frontend, speech60, tmp_path):
     """The streaming front end on 5 minutes of real speech against the VAD run on its own."""
-    from asr.audio import decode
-    from asr.vad import SileroVad
+    from asr.media import decode
+    from asr.frontend.vad import SileroVad
     from tests.media import RECIPES, write_media
 
     x, rate = speech60

@@ -42,6 +42,19 @@ def speech(ctx: dict, seconds: float = 6.0) -> np.ndarray:
     return x[:, : int(seconds * rate)], rate
 
 
+def antiphase(path: Path, ctx: dict) -> Path:
+    """Speech in both channels, one inverted: a plain downmix would cancel it to nothing."""
+    x, rate = speech(ctx)
+    mono = x.mean(axis=0)
+    return write_pcm16_wav(path, np.stack([mono, -mono]), rate)
+
+
+def quiet_dc(path: Path, ctx: dict) -> Path:
+    """Speech 35 dB too quiet riding on a DC offset."""
+    x, rate = speech(ctx)
+    return write_pcm16_wav(path, x.mean(axis=0) * 10 ** (-35 / 20) + 0.2, rate)
+
+
 def wav_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -166,9 +179,11 @@ CASES = [
     Case("truncated-data", lambda p, c: truncated(p / "half.mp3", c, 0.5), "succeeded", TINY_PHRASE,
          lambda out: _between(out["duration_s"], 4.5, 6.5)),
     Case("m4a-without-index", lambda p, c: no_moov(p / "nomoov.m4a", c), "failed", "moov atom not found"),
-    Case("zero-frames", lambda p, c: write_pcm16_wav(p / "zero.wav", np.zeros(0), R16), "succeeded", "",
-         lambda out: _eq(out["duration_s"], 0.0)),
-    Case("one-sample", lambda p, c: write_pcm16_wav(p / "one.wav", np.full(1, 0.5), R16), "succeeded", ""),
+    Case("zero-frames", lambda p, c: write_pcm16_wav(p / "zero.wav", np.zeros(0), R16), "failed", "holds no audio"),
+    Case("one-sample", lambda p, c: write_pcm16_wav(p / "one.wav", np.full(1, 0.5), R16), "failed",
+         "only 0.000 s of audio"),
+    Case("antiphase-stereo", lambda p, c: antiphase(p / "phase.wav", c), "succeeded", TINY_PHRASE),
+    Case("dc-offset-35-db-quiet", lambda p, c: quiet_dc(p / "quiet.wav", c), "succeeded", TINY_PHRASE),
     Case("100-ms", lambda p, c: write_pcm16_wav(p / "short.wav", speech(c, 0.1)[0].mean(axis=0), 44_100), "succeeded", ""),
     Case("long-silence", lambda p, c: write_media(p / "quiet.flac", np.zeros((1, 8000 * 600), np.float32), 8000, RECIPES["flac"]),
          "succeeded", "", lambda out: _eq(out["duration_s"], 600.0)),
@@ -235,7 +250,7 @@ def decoder_children() -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if b"asr.decode_child" in (d / "cmdline").read_bytes():
+                if b"asr.media." in (d / "cmdline").read_bytes():
                     pids.append(int(d.name))
             except OSError:
                 pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr.loudness import limit_peaks, measure_lufs, normalise
+from asr.frontend.loudness import limit_peaks, measure_lufs, normalise
 from asr.types import SAMPLE_RATE, TARGET_LUFS, LoudnessOptions
 
 
@@ -105,3 +105,19 @@ def test_limiter_gain_never_exceeds_what_is_needed():
     quiet = np.full(100, 0.1, np.float32)
     y, limited = limit_peaks(quiet, 0.5)
     assert not limited and y is quiet
+
+
+def test_vectorised_meter_matches_pyloudnorm(speech60):
+    """`measure_lufs` re-implements pyloudnorm's gated loudness without its per-block loop."""
+    speech = speech60[0][0]
+    import math
+
+    import pyloudnorm
+
+    rng = np.random.default_rng(3)
+    cases = [speech, speech[:48_000], speech[:7_000], (0.05 * rng.standard_normal(320_000)).astype(np.float32),
+             np.concatenate([speech[:32_000], np.zeros(64_000, np.float32), 0.01 * speech[:32_000]])]
+    for x in cases:
+        block_s = min(0.4, math.floor(x.size / SAMPLE_RATE * 1000) / 1000)
+        ref = pyloudnorm.Meter(SAMPLE_RATE, block_size=block_s).integrated_loudness(x.astype(np.float64))
+        assert measure_lufs(x) == pytest.approx(ref, abs=1e-3)

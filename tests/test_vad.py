@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from asr.types import SAMPLE_RATE, VadOptions
-from asr.vad import FRAME_SAMPLES, SileroVad, SpanTracker, spans_from_probabilities
+from asr.frontend.vad import FRAME_SAMPLES, SileroVad, SpanTracker, spans_from_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_spans_match_silero_state_machine(vad, speech, options):
 
 
 def test_jfk_spans_cover_the_four_phrases(shared_audio):
-    from asr.audio import decode
+    from asr.media import decode
 
     audio = decode(shared_audio / "jfk.flac").samples
     spans = SileroVad().spans(audio)
@@ -126,7 +126,7 @@ def test_silence_and_noise_have_no_speech(vad):
 
 def test_front_end_never_imports_torch():
     code = (
-        "import sys, asr.frontend, asr.audio, asr.vad, asr.chunking, asr.loudness;"
+        "import sys, asr.frontend, asr.media, asr.frontend.vad, asr.frontend.chunking, asr.frontend.loudness;"
         "from asr.frontend import FrontEnd; FrontEnd();"
         "bad = [m for m in ('torch', 'nemo', 'silero_vad') if m in sys.modules];"
         "sys.exit(f'imported {bad}' if bad else 0)"
@@ -143,7 +143,7 @@ def _root() -> str:
 
 def test_matrix_front_end_matches_the_plain_sequence_model(speech, monkeypatch):
     """The fast path (convolutions as matrix products) agrees with Silero's own graph."""
-    from asr import vad as vad_module
+    from asr.frontend import vad as vad_module
 
     fast = SileroVad()
     assert fast._front is not None, "the fast path did not load"
@@ -154,3 +154,24 @@ def test_matrix_front_end_matches_the_plain_sequence_model(speech, monkeypatch):
     assert a.shape == b.shape
     assert np.max(np.abs(a - b)) < 1e-4
     assert spans_from_probabilities(a, speech.size) == spans_from_probabilities(b, speech.size)
+
+
+def test_segmented_vad_from_a_range_start_matches_the_whole_file(vad, speech):
+    """The parallel property: a child that starts at a grid point (after its warm-up) and is fed
+    pieces of any size scores exactly what one pass over the whole recording scores there."""
+    from asr.frontend.vad import SEGMENT_SAMPLES, VAD_WARMUP_SAMPLES
+
+    audio = np.tile(speech, -(-3 * SEGMENT_SAMPLES // speech.size))[: 2 * SEGMENT_SAMPLES + 12_345]
+    whole = vad.probabilities(audio)
+    assert whole.size == -(-audio.size // FRAME_SAMPLES)
+    start = SEGMENT_SAMPLES
+    seg = vad.segmented(start - VAD_WARMUP_SAMPLES)
+    rng = np.random.default_rng(0)
+    pos, parts = start - VAD_WARMUP_SAMPLES, []
+    while pos < audio.size:
+        n = int(rng.integers(1, 40_000))
+        parts.append(seg.feed(audio[pos : pos + n]))
+        pos += n
+    parts.append(seg.finish())
+    tail = np.concatenate(parts)
+    np.testing.assert_array_equal(tail, whole[start // FRAME_SAMPLES :])

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from .types import SAMPLE_RATE, Chunk, ChunkOptions, Span
+from ..types import SAMPLE_RATE, Chunk, ChunkOptions, Span
 
 
 def plan_chunks(spans: Sequence[Span], audio: np.ndarray, options: ChunkOptions | None = None) -> list[Chunk]:
@@ -45,6 +45,10 @@ class ChunkPacker:
                 self._current.append(piece)
                 self._total += piece.num_samples
         return done
+
+    def earliest_sample(self) -> int | None:
+        """First sample of the chunk being filled (its audio is still needed), or None."""
+        return self._current[0].start_sample if self._current else None
 
     def finish(self) -> list[Chunk]:
         done = [Chunk(tuple(self._current))] if self._current else []

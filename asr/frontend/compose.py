@@ -1,0 +1,305 @@
+"""The front end: any recording -> normalised <= 20 s speech chunks, streamed as they are ready.
+
+    decoder children (one per core, each a set of time ranges: decode, resample, DC, VAD scores)
+        --> merged in timeline order --> span tracker --> chunk packer --> loudness threads
+
+The children work on different stretches of the file at once; the parent only tracks spans,
+packs chunks and normalises them, so chunks come out in timeline order while later ranges are
+still being decoded, and a consumer (the model) starts before decoding ends. Audio is released
+as soon as no future chunk can need it: memory stays flat in the recording's length. No torch,
+no NeMo: `python -m asr segment` uses this alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError, Stopped
+from ..media import policy
+from ..media.protocol import RangePlan, RangeSummary, StreamInfo
+from ..media.supervisor import Audio, MediaStream, Probabilities
+from ..types import SAMPLE_RATE, AudioLimits, Chunk, ChunkOptions, ChunkPlan, LoudnessOptions, PreparedChunk, VadOptions
+from . import loudness
+from .buffer import SampleBuffer, SlidingBuffer
+from .chunking import ChunkPacker, chunk_audio
+from .vad import SpanTracker
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float, float], None]
+"""progress(stage, done, total): "decode" (seconds decoded so far, total the header's duration
+or 0), or "transcribe" (chunks done, from the caller's thread; total 0 while not known yet)."""
+
+
+@dataclass(frozen=True)
+class FrontEndTimings:
+    """Wall seconds of the front end. Decoding and VAD run together in the children."""
+
+    decode_vad_s: float
+    """From the start until the last range was decoded and scored."""
+    loudness_tail_s: float
+    """Loudness work left after decoding ended."""
+    loudness_s: float
+    """Time spent normalising chunks (summed over the loudness threads)."""
+    workers: int
+    """Decoder children used (cores working on this file)."""
+
+    def to_dict(self) -> dict:
+        return {"decode_vad_s": round(self.decode_vad_s, 3), "loudness_tail_s": round(self.loudness_tail_s, 3),
+                "loudness_s": round(self.loudness_s, 3), "workers": self.workers}
+
+
+@dataclass(frozen=True, eq=False)
+class FrontEndSummary:
+    """What the front end did with one file; returned once every chunk has been yielded."""
+
+    duration_s: float
+    speech_s: float
+    chunks: int
+    timings: FrontEndTimings
+    stream: StreamInfo
+    warnings: tuple[str, ...] = ()
+    """Short sentences on what was done to the audio that a user would want to know."""
+    audio: np.ndarray | None = field(default=None, repr=False)
+    """The whole recording, 16 kHz mono, only when asked for (keep_audio=True)."""
+
+
+class FrontEnd:
+    """Holds the options; safe to use from several threads at once."""
+
+    def __init__(
+        self,
+        vad_options: VadOptions | None = None,
+        chunk_options: ChunkOptions | None = None,
+        loudness_options: LoudnessOptions | None = None,
+        limits: AudioLimits | None = None,
+        workers: int | None = None,
+    ):
+        """`workers`: decoder children per file (default: every core this process may use)."""
+        _warm_imports()
+        self.vad_options = vad_options or VadOptions()
+        self.chunk_options = chunk_options or ChunkOptions()
+        self.loudness_options = loudness_options or LoudnessOptions()
+        self.limits = limits or AudioLimits.from_env()
+        self.workers = workers or _workers_from_env()
+
+    def run(self, path: str | os.PathLike, progress: Progress | None = None, keep_audio: bool = False,
+            display_name: str | None = None) -> "FrontEndRun":
+        """Start processing `path`; iterate the result for chunks in timeline order. Messages
+        name the file as `display_name` (default: its basename)."""
+        return FrontEndRun(self, path, progress, keep_audio, display_name)
+
+    def plan(self, path: str | os.PathLike, progress: Progress | None = None,
+             display_name: str | None = None, keep_samples: bool = True) -> ChunkPlan:
+        """The whole plan at once (what `python -m asr segment` prints). With keep_samples=False
+        each chunk's audio is dropped as it arrives (`samples` is empty), so memory stays flat
+        in the recording's length."""
+        run = self.run(path, progress, display_name=display_name)
+        if keep_samples:
+            chunks = tuple(run)
+        else:
+            empty = np.zeros(0, np.float32)
+            chunks = tuple(dataclasses.replace(c, samples=empty) for c in run)
+        s = run.summary
+        return ChunkPlan(duration_s=s.duration_s, speech_s=s.speech_s, chunks=chunks)
+
+
+class FrontEndRun:
+    """One file going through the front end. Iterating yields PreparedChunks in timeline order
+    and the generator returns the FrontEndSummary, which is also `summary` once iteration has
+    ended. Closing the iterator early, or `cancel()` from any thread, stops every child."""
+
+    def __init__(self, frontend: FrontEnd, path: str | os.PathLike, progress: Progress | None,
+                 keep_audio: bool, display_name: str | None):
+        self._fe = frontend
+        self.path = os.fspath(path)
+        self.name = display_name or os.path.basename(self.path)
+        self._progress = progress
+        self._keep_audio = keep_audio
+        self._summary: FrontEndSummary | None = None
+        self._stop = threading.Event()
+
+    @property
+    def summary(self) -> FrontEndSummary:
+        if self._summary is None:
+            raise RuntimeError("the front end's summary is known only once iteration has ended")
+        return self._summary
+
+    @property
+    def chunks_total(self) -> int | None:
+        """How many chunks there are, once the front end has finished (else None)."""
+        return None if self._summary is None else self._summary.chunks
+
+    def cancel(self) -> None:
+        """Stop as soon as possible, from any thread: the decoders end and iteration raises Stopped."""
+        self._stop.set()
+
+    def __iter__(self) -> Generator[PreparedChunk, None, FrontEndSummary]:
+        return self._generate()
+
+    def _generate(self) -> Generator[PreparedChunk, None, FrontEndSummary]:
+        fe = self._fe
+        t0 = time.perf_counter()
+        tracker = SpanTracker(fe.vad_options)
+        packer = ChunkPacker(fe.chunk_options)
+        audio = SlidingBuffer()
+        whole = SampleBuffer() if self._keep_audio else None
+        speech_samples = 0
+        chunks_out = 0
+        loud_s = [0.0]
+        pending: deque[Future] = deque()
+        summaries: list[RangeSummary] = []
+        info: StreamInfo | None = None
+        workers = policy.worker_count(self.path, fe.workers)
+        loud_threads = max(1, min(4, workers))
+
+        def prepare(chunk: Chunk, samples: np.ndarray) -> PreparedChunk:
+            t = time.perf_counter()
+            n = loudness.normalise(samples, fe.loudness_options)
+            loud_s[0] += time.perf_counter() - t
+            return PreparedChunk(chunk=chunk, samples=n.samples, lufs=n.lufs, gain_db=n.gain_db)
+
+        with MediaStream(self.path, self.name, fe.limits, workers=workers, stop=self._stop) as media, \
+                ThreadPoolExecutor(max_workers=loud_threads, thread_name_prefix="loudness") as pool:
+            try:
+                def submit(chunks: list[Chunk]) -> None:
+                    for chunk in chunks:
+                        pending.append(pool.submit(prepare, chunk, chunk_audio(audio, chunk)))
+
+                for event in media:
+                    if isinstance(event, Audio):
+                        audio.append(event.samples)
+                        if whole is not None:
+                            whole.append(event.samples)
+                        if self._progress is not None:
+                            total = info.header_duration_s if info and info.header_duration_s else 0.0
+                            self._progress("decode", audio.end / SAMPLE_RATE, total)
+                    elif isinstance(event, Probabilities):
+                        spans = tracker.push(event.values)
+                        speech_samples += sum(s.num_samples for s in spans)
+                        submit(packer.push(spans, audio))
+                        keep = tracker.earliest_sample()
+                        first = packer.earliest_sample()
+                        audio.release_before(keep if first is None else min(keep, first))
+                    elif isinstance(event, RangeSummary):
+                        summaries.append(event)
+                    elif isinstance(event, StreamInfo):
+                        info = event
+                    elif isinstance(event, RangePlan):
+                        log.debug("'%s': %d ranges on %d workers", self.name, len(event.ranges), workers)
+                    while pending and pending[0].done():
+                        chunks_out += 1
+                        yield self._take(pending)
+                total_samples = audio.end
+                if total_samples < policy.MIN_AUDIO_S * SAMPLE_RATE:
+                    what = "no audio" if total_samples == 0 else f"only {total_samples / SAMPLE_RATE:.3f} s of audio"
+                    raise InputError(
+                        f"'{self.name}' holds {what} that could be decoded; send a recording of at least "
+                        f"{policy.MIN_AUDIO_S:g} s"
+                    )
+                spans = tracker.finish(total_samples)
+                speech_samples += sum(s.num_samples for s in spans)
+                submit(packer.push(spans, audio) + packer.finish())
+                audio.release_before(total_samples)
+                t1 = time.perf_counter()
+                while pending:
+                    if self._stop.is_set():
+                        raise Stopped(f"processing '{self.name}' was stopped")
+                    chunks_out += 1
+                    yield self._take(pending)
+                t2 = time.perf_counter()
+            finally:
+                for f in pending:
+                    f.cancel()
+        assert info is not None
+        self._summary = FrontEndSummary(
+            duration_s=total_samples / SAMPLE_RATE,
+            speech_s=speech_samples / SAMPLE_RATE,
+            chunks=chunks_out,
+            timings=FrontEndTimings(decode_vad_s=t1 - t0, loudness_tail_s=t2 - t1, loudness_s=loud_s[0],
+                                    workers=workers),
+            stream=info,
+            warnings=self._warnings(info, summaries),
+            audio=whole.array() if whole is not None else None,
+        )
+        return self._summary
+
+    def _warnings(self, info: StreamInfo, summaries: list[RangeSummary]) -> tuple[str, ...]:
+        out: list[str] = []
+        name = self.name
+        if info.audio_streams > 1:
+            out.append(f"'{name}' has {info.audio_streams} audio tracks; track {info.stream_index + 1} "
+                       f"({'the default' if info.stream_index else 'the first'}) was used.")
+        bad = sum(s.bad_packets for s in summaries if s.truncated_at_s is None)
+        if bad:
+            out.append(f"{bad} damaged packet{'s' if bad != 1 else ''} in '{name}' could not be decoded and were skipped.")
+        truncated = [s.truncated_at_s for s in summaries if s.truncated_at_s is not None]
+        if truncated:
+            out.append(f"'{name}' is damaged or cut off; it was decoded up to {truncated[0]:.1f} s, where it broke.")
+        nonfinite = sum(s.nonfinite_samples for s in summaries)
+        if nonfinite:
+            out.append(f"{nonfinite} invalid (non-finite) samples in '{name}' were set to silence.")
+        dropped = sorted({c for s in summaries for c in s.dropped_channels})
+        if dropped:
+            reason = next((s.channel_reason for s in summaries if s.channel_reason), "")
+            which = ", ".join(str(c + 1) for c in dropped)
+            why = "it would cancel the others (out of phase)" if reason == "out of phase" else "it is silent"
+            out.append(f"Channel{'s' if len(dropped) > 1 else ''} {which} of '{name}' {'were' if len(dropped) > 1 else 'was'} "
+                       f"left out of the downmix where {why}.")
+        clipped = sum(s.clipped_samples for s in summaries)
+        if clipped >= 100:
+            out.append(f"'{name}' is clipped ({clipped} samples at full scale); its peaks were limited.")
+        return tuple(out)
+
+    def _take(self, pending: deque[Future]) -> PreparedChunk:
+        future = pending[0]
+        while True:  # short waits, so an asynchronous exception (Cog's cancel) is not held up
+            try:
+                chunk = future.result(timeout=0.25)
+                break
+            except FutureTimeout:
+                if self._stop.is_set():
+                    raise Stopped(f"processing '{self.name}' was stopped") from None
+                continue
+        pending.popleft()
+        return chunk
+
+
+def _workers_from_env() -> int | None:
+    """ASR_FRONTEND_WORKERS: decoder children per file (unset or 0: every usable core)."""
+    raw = os.environ.get("ASR_FRONTEND_WORKERS", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0, int(raw)) or None
+    except ValueError as e:
+        raise ValueError(f"environment variable ASR_FRONTEND_WORKERS={raw!r} is not a whole number") from e
+
+
+_warmed = threading.Event()
+
+
+def _warm_imports() -> None:
+    """Import pyloudnorm (scipy.signal alone takes ~1.5 s) on a background thread, so the
+    import overlaps with decoding instead of delaying the first chunk."""
+    if _warmed.is_set():
+        return
+    _warmed.set()
+
+    def work() -> None:
+        import pyloudnorm  # noqa: F401
+
+    threading.Thread(target=work, name="warm-imports", daemon=True).start()
+
+

@@ -1,0 +1,456 @@
+"""The decoder child: `python -m asr.media.child REQUEST_JSON`.
+
+It limits itself first (address space, CPU time, no core files), opens the file with FFmpeg
+(PyAV) under the format policy, and for each time range it owns: seeks, decodes, downmixes,
+resamples to 16 kHz (soxr), removes DC offset, scores the VAD, and streams typed messages
+(asr.media.protocol) on a private descriptor. Nothing else may write to that descriptor, so
+stdout is moved away and fd 1 points at stderr before any library is imported.
+
+Ranges join sample-exactly: after a seek, the first source samples are dropped until the source
+position maps to a whole 16 kHz sample, so the resampler's output grid is the sequential one;
+the decoder's and resampler's start-up transients fall in a pre-roll that is discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ASRError, DecoderBug, InputError
+from ..types import SAMPLE_RATE, AudioLimits
+from . import policy
+from .protocol import (
+    ChildRequest, DecodeRange, ErrorInfo, ErrorKind, Kind, RangePlan, RangeSummary, StreamInfo, write,
+)
+
+log = logging.getLogger(__name__)
+
+PREROLL_S = 0.5
+"""Decoded before a range's first needed sample and discarded: covers an MP3 bit reservoir,
+an MDCT codec's overlap and the resampler's filter."""
+_BLOCK_S = 1.0
+"""Source audio collected between conversions (per-frame Python work is the bottleneck)."""
+DC_CELL_SAMPLES = 16_384
+"""DC offset is removed per cell of this many 16 kHz samples on the global grid (range edges lie
+on it), so parallel and sequential decoding remove exactly the same offset."""
+_SAMPLE_DTYPES = {
+    "u8": (np.uint8, 128.0, 1 / 128.0), "s16": (np.int16, 0.0, 1 / 32768.0),
+    "s32": (np.int32, 0.0, 1 / 2147483648.0), "s64": (np.int64, 0.0, 1 / 9223372036854775808.0),
+    "flt": (np.float32, 0.0, 1.0), "dbl": (np.float64, 0.0, 1.0),
+}
+_CLIP_LEVEL = 0.999
+
+
+def open_input(path: str, name: str):
+    """Open a local file with FFmpeg, allowing only the file protocol and ACCEPTED_FORMATS."""
+    import av
+    import av.logging
+
+    if not os.path.isfile(path):
+        raise InputError(f"'{name}' is not a readable file")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"'{name}' is empty (0 bytes); send an audio or video file")
+    options = {"protocol_whitelist": "file", "format_whitelist": ",".join(policy.ACCEPTED_FORMATS)}
+    av.logging.set_level(av.logging.ERROR)  # FFmpeg's own reasons reach Python (and our messages)
+    with av.logging.Capture(local=True) as logs:
+        try:
+            return av.open(path, mode="r", container_options=options)
+        except av.error.FFmpegError as e:
+            rejected = [fmt for _level, fmt, msg in logs if "not on whitelist" in msg]
+            if rejected:
+                kind = policy.FORMAT_NAMES.get(rejected[0], f"'{rejected[0]}' data")
+                raise InputError(
+                    f"'{name}' is {kind}, which this service does not read; accepted: {policy.ACCEPTED_HINT}"
+                ) from e
+            reasons = [msg.strip() for _level, _fmt, msg in logs if msg.strip()]
+            reason = "; ".join(dict.fromkeys(reasons[-3:])) or (e.strerror or str(e))
+            raise InputError(f"could not read '{name}' as audio: {reason}; accepted: {policy.ACCEPTED_HINT}") from e
+
+
+def choose_stream(container, name: str):
+    """The container's default audio track (its disposition), else the first: (stream, index)."""
+    streams = list(container.streams.audio)
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise InputError(f"'{name}' has no audio stream (it holds: {', '.join(kinds)}); send a file with sound")
+    for i, s in enumerate(streams):
+        if int(s.disposition) & 1:  # AV_DISPOSITION_DEFAULT
+            return s, i, len(streams)
+    return streams[0], 0, len(streams)
+
+
+def _downmix_weights(layout_names: list[str]) -> np.ndarray:
+    """Equal weights over all channels except low-frequency effects (no speech lives there)."""
+    w = np.array([0.0 if n.upper().startswith("LFE") else 1.0 for n in layout_names], dtype=np.float32)
+    if w.sum() == 0:
+        w[:] = 1.0
+    return w
+
+
+class _Run:
+    """Frames sharing a sample rate, layout and format: collected as raw views, then converted,
+    downmixed and resampled a block at a time."""
+
+    def __init__(self, frame):
+        import soxr
+
+        fmt = frame.format
+        self.key = (frame.sample_rate, frame.layout.name, fmt.name)
+        self.sample_rate = int(frame.sample_rate)
+        names = [c.name for c in frame.layout.channels]
+        self.channels = len(names)
+        self.planar = bool(fmt.is_planar) and self.channels > 1
+        self.dtype, self._offset, self._scale = _SAMPLE_DTYPES[fmt.name.rstrip("p")]
+        self.weights = _downmix_weights(names)
+        self._parts: list[list[np.ndarray]] = [[] for _ in range(self.channels if self.planar else 1)]
+        self.pending = 0
+        self.nonfinite = 0
+        self.clipped = 0
+        self.dropped: set[int] = set()
+        self.reason = ""
+        self._soxr = None if self.sample_rate == SAMPLE_RATE else soxr.ResampleStream(
+            self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"
+        )
+
+    def add(self, frame, skip: int = 0) -> int:
+        n = frame.samples
+        planes = frame.planes
+        if self.planar:
+            for c, part in enumerate(self._parts):
+                part.append(np.frombuffer(planes[c], dtype=self.dtype, count=n)[skip:])
+        else:
+            part = np.frombuffer(planes[0], dtype=self.dtype, count=n * self.channels)
+            self._parts[0].append(part[skip * self.channels :])
+        self.pending += n - skip
+        return n - skip
+
+    def flush(self, last: bool) -> np.ndarray:
+        """Mono float32 at SAMPLE_RATE for everything added since the last flush."""
+        if self.planar:
+            x = np.stack([np.concatenate(p) if p else np.zeros(0, self.dtype) for p in self._parts])
+        else:
+            flat = np.concatenate(self._parts[0]) if self._parts[0] else np.zeros(0, self.dtype)
+            x = flat.reshape(-1, self.channels).T
+        self._parts = [[] for _ in self._parts]
+        self.pending = 0
+        x = x.astype(np.float32, copy=False)
+        if self._offset or self._scale != 1.0:
+            x = (x - np.float32(self._offset)) * np.float32(self._scale)
+        if self.dtype in (np.float32, np.float64):  # only float codecs can carry NaN or inf
+            finite = np.isfinite(x)
+            if not finite.all():
+                self.nonfinite += int(x.size - np.count_nonzero(finite))
+                x = np.where(finite, x, np.float32(0.0))
+        if x.shape[1] and max(float(x.max()), -float(x.min())) >= _CLIP_LEVEL:
+            self.clipped += int(np.count_nonzero(np.abs(x) >= _CLIP_LEVEL))
+        mono = np.ascontiguousarray(x[0]) if self.channels == 1 else self._downmix(x)
+        if self._soxr is None:
+            return mono
+        return self._soxr.resample_chunk(mono, last=last)
+
+    def _downmix(self, x: np.ndarray) -> np.ndarray:
+        """Weighted mean, unless it would lose what a channel holds: channels far below the
+        loudest (dead) are left out, and where the mean cancels (antiphase channels: the mix is
+        much quieter than uncorrelated channels would give) the loudest channel is used alone."""
+        w = self.weights.copy()
+        if x.shape[1] < 256:
+            return ((w / w.sum()) @ x).astype(np.float32)
+        probe = x[:, ::8]  # every 8th sample: plenty to compare channel levels, 8 times cheaper
+        energy = np.einsum("ij,ij->i", probe, probe).astype(np.float64) / probe.shape[1]
+        live = (w > 0) & (energy > 1e-4 * energy[w > 0].max()) if energy[w > 0].max() > 1e-10 else w > 0
+        for c in np.flatnonzero((w > 0) & ~live):
+            self.dropped.add(int(c))
+            self.reason = self.reason or "silent"
+        w = np.where(live, w, 0.0).astype(np.float32)
+        mix = ((w / w.sum()) @ x).astype(np.float32)
+        n_live = int(np.count_nonzero(w))
+        if n_live > 1:
+            mix_probe = mix[::8]
+            mix_energy = float(np.dot(mix_probe, mix_probe)) / mix_probe.size
+            uncorrelated = float(energy[w > 0].sum()) / n_live**2
+            if mix_energy < 0.25 * uncorrelated:
+                best = int(np.argmax(np.where(w > 0, energy, -1.0)))
+                for c in np.flatnonzero(w > 0):
+                    if c != best:
+                        self.dropped.add(int(c))
+                self.reason = "out of phase"
+                mix = np.ascontiguousarray(x[best])
+        return mix
+
+
+class _RangeOutput:
+    """Routes 16 kHz output of one range: DC removal per global cell, then VAD from
+    `vad_from_sample`, audio from `start_sample`, both up to `end_sample`."""
+
+    def __init__(self, out_fd: int, r: DecodeRange, vad, first_sample: int):
+        self.fd = out_fd
+        self.r = r
+        self.vad = vad.segmented(r.vad_from_sample) if vad is not None else None
+        self.pos = first_sample  # global index of the next sample given to `push`
+        self._pend: list[np.ndarray] = []
+        self._pend_start = first_sample
+        self._pend_n = 0
+        self.sent = 0
+
+    @property
+    def done(self) -> bool:
+        return self.r.end_sample is not None and self.pos >= self.r.end_sample
+
+    def push(self, y: np.ndarray) -> None:
+        start = self.pos
+        self.pos += y.size
+        lo = self.r.vad_from_sample
+        if self.pos <= lo:
+            return
+        if start < lo:
+            y, start = y[lo - start :], lo
+        if self.r.end_sample is not None and self.pos > self.r.end_sample:
+            y = y[: max(0, self.r.end_sample - start)]
+        if not self._pend:
+            self._pend_start = start
+        self._pend.append(y)
+        self._pend_n += y.size
+        edge = (self._pend_start // DC_CELL_SAMPLES + 1) * DC_CELL_SAMPLES
+        if self._pend_start + self._pend_n >= edge:
+            self._emit(final=False)
+
+    def _emit(self, final: bool) -> None:
+        data = np.concatenate(self._pend) if len(self._pend) > 1 else self._pend[0]
+        start = self._pend_start
+        if final:
+            cut = data.size
+        else:
+            cut = (start + data.size) // DC_CELL_SAMPLES * DC_CELL_SAMPLES - start
+        head, rest = data[:cut], data[cut:]
+        self._pend = [rest] if rest.size else []
+        self._pend_start = start + cut
+        self._pend_n = rest.size
+        if not head.size:
+            return
+        head = head.astype(np.float32, copy=True)
+        # cells: [start, next grid edge), then whole cells
+        first_edge = min(head.size, (start // DC_CELL_SAMPLES + 1) * DC_CELL_SAMPLES - start)
+        bounds = [0, first_edge] + list(range(first_edge + DC_CELL_SAMPLES, head.size, DC_CELL_SAMPLES))
+        if bounds[-1] != head.size:
+            bounds.append(head.size)
+        for a, b in zip(bounds, bounds[1:]):
+            if b > a:
+                head[a:b] -= np.float32(head[a:b].mean(dtype=np.float64))
+        skip = max(0, self.r.start_sample - start)
+        if skip < head.size:  # audio first: spans the VAD settles never reach past it
+            audio = head[skip:]
+            self.sent += audio.size
+            write(self.fd, Kind.AUDIO, audio)
+        if self.vad is not None:
+            self._send_probs(self.vad.feed(head))
+
+    def _send_probs(self, probs: np.ndarray) -> None:
+        """Send the VAD's scores (the segmented VAD already left out its warm-up frames)."""
+        if probs.size:
+            write(self.fd, Kind.PROBS, probs)
+
+    def finish(self) -> None:
+        if self._pend:
+            self._emit(final=True)
+        if self.vad is not None:
+            self._send_probs(self.vad.finish())
+
+
+def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
+    """Decoded frames; damaged packets are skipped (counted), a damaged tail ends the stream."""
+    import av
+
+    ctx = stream.codec_context
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except av.error.FFmpegError as e:
+            log.warning("'%s': stopped reading at a damaged part: %s", name, e)
+            state["bad"] += 1
+            state["truncated"] = True
+            break
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError as e:
+            state["bad"] += 1
+            if state["bad"] <= 3:
+                log.warning("'%s': skipped a packet the decoder rejected: %s", name, e)
+    try:
+        yield from ctx.decode(None)
+    except av.error.FFmpegError:
+        pass
+
+
+def _origin_s(container, stream) -> float:
+    """Timestamp of the first decoded sample: the zero of the output timeline."""
+    for frame in container.decode(stream):
+        if frame.pts is not None:
+            return float(frame.pts * frame.time_base)
+        break
+    return 0.0
+
+
+def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad, out_fd: int,
+                 limits: AudioLimits, name: str) -> tuple[RangeSummary, float | None]:
+    """Decode one range and stream it; `origin_s` None means decode from the start (no seek).
+    Also returns the first frame's timestamp (the timeline's zero) when decoding from the start."""
+    state = {"bad": 0, "truncated": False}
+    first_pts_s: float | None = None
+    seek = origin_s is not None and r.vad_from_sample > 0
+    if seek:
+        target_s = origin_s + r.vad_from_sample / SAMPLE_RATE - PREROLL_S
+        container.seek(max(0, int(math.floor(target_s / stream.time_base))), stream=stream, backward=True)
+        stream.codec_context.flush_buffers()
+    out: _RangeOutput | None = None if seek else _RangeOutput(out_fd, r, vad, 0)
+    run: _Run | None = None
+    block = 0
+    nonfinite = clipped = 0
+    dropped: set[int] = set()
+    reason = ""
+
+    def retire(last: bool) -> None:
+        if run is None:
+            return
+        y = run.flush(last=last)
+        if y.size and out is not None:
+            out.push(y)
+
+    for frame in _frames(container, stream, name, state):
+        skip = 0
+        if first_pts_s is None and not seek and frame.pts is not None:
+            first_pts_s = float(frame.pts * frame.time_base)
+        if out is None:  # first frame after a seek: place it on the global 16 kHz grid
+            if frame.pts is None:
+                raise DecoderBug(f"'{name}': a frame without a timestamp after seeking")
+            rate = int(frame.sample_rate)
+            m = round((float(frame.pts * frame.time_base) - origin_s) * rate)
+            period = rate // math.gcd(rate, SAMPLE_RATE)
+            skip = (-m) % period
+            if skip >= frame.samples:  # the alignment point lies in a later frame
+                continue
+            first = (m + skip) * SAMPLE_RATE // rate
+            if first > r.vad_from_sample:
+                raise DecoderBug(f"'{name}': seeking landed after the range start ({first} > {r.vad_from_sample})")
+            out = _RangeOutput(out_fd, r, vad, first)
+        if run is None or (frame.sample_rate, frame.layout.name, frame.format.name) != run.key:
+            policy.check_format(name, int(frame.sample_rate), len(frame.layout.channels), limits, from_header=False)
+            if run is not None:
+                retire(last=True)
+                nonfinite += run.nonfinite
+                clipped += run.clipped
+                dropped |= run.dropped
+                reason = reason or run.reason
+            run = _Run(frame)
+            block = int(_BLOCK_S * run.sample_rate)
+        run.add(frame, skip)
+        if run.pending >= block:
+            retire(last=False)
+            policy.check_duration(name, out.pos, limits)
+            if out.done:
+                break
+    else:
+        retire(last=True)
+    if out is None:
+        out = _RangeOutput(out_fd, r, vad, r.vad_from_sample)
+    policy.check_duration(name, out.pos, limits)
+    if run is not None:
+        nonfinite += run.nonfinite
+        clipped += run.clipped
+        dropped |= run.dropped
+        reason = reason or run.reason
+    out.finish()
+    truncated_at = out.pos / SAMPLE_RATE if state["truncated"] else None
+    return RangeSummary(index=r.index, samples=out.sent, bad_packets=state["bad"], nonfinite_samples=nonfinite,
+                        truncated_at_s=truncated_at, clipped_samples=clipped,
+                        dropped_channels=tuple(sorted(dropped)), channel_reason=reason), first_pts_s
+
+
+def run(request: ChildRequest, out_fd: int) -> None:
+    name = request.display_name
+    container = open_input(request.path, name)
+    try:
+        stream, index, count = choose_stream(container, name)
+        ctx = stream.codec_context
+        header_s = container.duration / 1_000_000 if container.duration and container.duration > 0 else None
+        seekable = container.format.name in policy.SEEKABLE_FORMATS and header_s is not None
+        info = StreamInfo(container=container.format.name, codec=ctx.name, sample_rate=int(ctx.sample_rate or 0),
+                          channels=int(ctx.channels or 0), header_duration_s=header_s, stream_index=index,
+                          audio_streams=count, seekable=seekable)
+        policy.check_format(name, info.sample_rate, info.channels, request.limits, from_header=True)
+        plan = policy.plan_ranges(header_s, seekable, request.limits.max_duration_s)
+        if request.worker == 0:
+            write(out_fd, Kind.INFO, info)
+            write(out_fd, Kind.PLAN, RangePlan(plan))
+        mine = [r for r in plan if r.index % request.workers == request.worker]
+        if not mine:
+            return
+        vad = None
+        if request.with_vad:
+            from ..frontend.vad import SileroVad
+
+            vad = SileroVad()
+        origin: float | None = None
+        for r in mine:
+            if r.vad_from_sample == 0:  # from the start, no seek: range 0, always a child's first
+                summary, origin = decode_range(container, stream, r, None, vad, out_fd, request.limits, name)
+                origin = origin or 0.0
+            else:
+                if origin is None:  # the timeline's zero: the first decoded frame's timestamp
+                    origin = _origin_s(container, stream)
+                summary, _ = decode_range(container, stream, r, origin, vad, out_fd, request.limits, name)
+            write(out_fd, Kind.RANGE_DONE, summary)
+            if summary.truncated_at_s is not None:
+                break
+    finally:
+        container.close()
+
+
+def _limit_self(memory_bytes: int, cpu_s: float) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    if cpu_s > 0:
+        soft = int(cpu_s) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+
+
+def main(argv: list[str], before_decode=None) -> int:
+    """`before_decode(path)` is a hook for fault-injection tests (see asr.media.faults)."""
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    request = ChildRequest.from_json(argv[1])
+    limits = request.limits
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    _limit_self(limits.decoder_memory_bytes, limits.decode_timeout_s)
+    try:
+        if before_decode is not None:
+            before_decode(request.path)
+        run(request, out_fd)
+    except ASRError as e:
+        write(out_fd, Kind.ERROR, ErrorInfo(ErrorKind.of(e), str(e)))
+    except MemoryError:
+        message = (f"decoding '{request.display_name}' needed more than the decoder's "
+                   f"{limits.decoder_memory_bytes // 2**20} MB memory limit; the file is probably damaged")
+        write(out_fd, Kind.ERROR, ErrorInfo(ErrorKind.FAILURE, message))
+    except BrokenPipeError:
+        return 1  # the parent went away (cancelled or stopped): nothing left to tell
+    except Exception as e:  # a bug here, not a bad file: say so instead of blaming the upload
+        import traceback
+
+        traceback.print_exc()  # to stderr, which the parent logs
+        message = f"internal error in the audio decoder ({type(e).__name__}: {e}); please report it"
+        write(out_fd, Kind.ERROR, ErrorInfo(ErrorKind.BUG, message))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

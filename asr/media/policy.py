@@ -1,0 +1,125 @@
+"""Format policy and limits: which inputs are opened, which track is used, how a file is split
+into independently decodable time ranges, and the checks every decoder child applies."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import AudioTooLongError, InputError
+from ..types import SAMPLE_RATE, AudioLimits
+from .protocol import DecodeRange
+
+ACCEPTED_FORMATS: tuple[str, ...] = (
+    # audio containers and raw codec streams
+    "wav", "w64", "rf64", "aiff", "caf", "au", "voc", "ircam", "sox", "nistsphere",
+    "flac", "mp3", "aac", "loas", "ac3", "eac3", "dts", "dtshd", "truehd", "mlp",
+    "ogg", "amr", "amrnb", "amrwb", "ape", "wv", "tta", "tak", "shn", "mpc", "mpc8",
+    "gsm", "qcp", "dsf", "wsaud", "xwma", "oma", "spx", "iamf",
+    # video containers, whose default (else first) audio track is used
+    "mov", "matroska", "asf", "avi", "flv", "mpegts", "mpeg", "mxf", "nut", "rm", "dv",
+)
+"""FFmpeg demuxers the decoder may use (checked against the probed format). Playlists, concat
+lists, image sequences and anything else that can open other files or URLs are not on it."""
+
+SEEKABLE_FORMATS: frozenset[str] = frozenset({
+    "wav", "w64", "aiff", "caf", "flac", "mp3", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "ogg",
+})
+"""Containers whose seeking lands on exact timestamps, so time ranges can be decoded in separate
+processes and joined sample-exactly. Anything else is decoded by one sequential child."""
+
+FORMAT_NAMES = {
+    "concat": "an FFmpeg concat list", "hls": "an HLS playlist", "dash": "a DASH manifest",
+    "sdp": "an SDP session description", "png_pipe": "a PNG image", "jpeg_pipe": "a JPEG image",
+    "gif": "a GIF image", "gif_pipe": "a GIF image", "webp_pipe": "a WebP image", "bmp_pipe": "a BMP image",
+    "tiff_pipe": "a TIFF image", "svg_pipe": "an SVG image", "image2": "an image", "bin": "binary data",
+    "tty": "a text file", "srt": "a subtitle file", "webvtt": "a subtitle file", "ass": "a subtitle file",
+    "lrc": "a lyrics file", "ffmetadata": "an FFmpeg metadata file",
+}
+"""Plain words for formats FFmpeg recognises but this service refuses."""
+
+ACCEPTED_HINT = "audio or video files such as WAV, MP3, M4A/AAC, FLAC, OGG/Vorbis, Opus, WebM, MP4, MKV or MOV"
+
+CAP_TOLERANCE_S = 1.0
+"""Decoded audio may exceed the duration cap by this much: codec padding (encoder delay, the
+last frame filled up) must not turn an exactly-4-hour recording away."""
+
+MIN_AUDIO_S = 0.1
+"""Less decoded audio than this cannot hold a word: it is refused with a clear error."""
+
+VAD_FRAME_SAMPLES = 512
+SEGMENT_SAMPLES = 60 * 16_384
+"""Grid (~61.4 s at 16 kHz, on the VAD frame and DC cell grids) on which the file is split into
+ranges that children decode independently, and on which the VAD's state restarts (see
+asr.media.child.SegmentedVad): the same for any number of cores, so the plan is too."""
+VAD_WARMUP_SAMPLES = 96 * VAD_FRAME_SAMPLES
+"""Audio (~3.1 s) the VAD hears before each grid point, so it starts a segment warmed up."""
+BYTES_PER_WORKER = 1 << 18
+"""A file smaller than this per extra worker is not worth another process."""
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    h, rem = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h} h {m:02d} min"
+    if m:
+        return f"{m} min {s:02d} s"
+    return f"{seconds:.1f} s"
+
+
+def check_format(name: str, rate: int, channels: int, limits: AudioLimits, from_header: bool) -> None:
+    if from_header and rate == 0:
+        return  # some containers only know the rate once a frame is decoded
+    if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+        raise InputError(
+            f"'{name}' has a sample rate of {rate} Hz; accepted: "
+            f"{limits.min_sample_rate} to {limits.max_sample_rate} Hz"
+        )
+    if channels > limits.max_channels:
+        raise InputError(f"'{name}' has {channels} audio channels; accepted: at most {limits.max_channels}")
+
+
+def check_duration(name: str, decoded_samples: int, limits: AudioLimits) -> None:
+    """Refuse once decoded audio passes the cap (plus codec-padding tolerance)."""
+    cap_s = limits.max_duration_s
+    if decoded_samples > (cap_s + CAP_TOLERANCE_S) * SAMPLE_RATE:
+        raise AudioTooLongError(
+            f"'{name}' is longer than the {fmt_duration(cap_s)} limit (stopped after decoding "
+            f"{fmt_duration(decoded_samples / SAMPLE_RATE)}); split it into parts of at most {fmt_duration(cap_s)}"
+        )
+
+
+def worker_count(path: str | os.PathLike, requested: int | None) -> int:
+    """How many decoder children to start for one file: the cores asked for (default: all this
+    process may use), but no more than the file's size makes worthwhile."""
+    if requested:
+        cores = requested
+    elif hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return 1
+    return max(1, min(cores, 1 + size // BYTES_PER_WORKER))
+
+
+def plan_ranges(header_duration_s: float | None, seekable: bool, max_duration_s: float | None = None
+                ) -> tuple[DecodeRange, ...]:
+    """Split the timeline into ranges on the SEGMENT_SAMPLES grid (the same plan in every child:
+    a pure function of the header). The last range is open-ended, so a header that under-states
+    the length loses nothing; one that over-states it gives empty ranges at the end."""
+    if header_duration_s and max_duration_s:  # a header claiming days plans no more than the cap
+        header_duration_s = min(header_duration_s, max_duration_s + 2 * SEGMENT_SAMPLES / SAMPLE_RATE)
+    if not seekable or not header_duration_s or header_duration_s * SAMPLE_RATE < 2 * SEGMENT_SAMPLES:
+        return (DecodeRange(0, 0, None, 0),)
+    count = int(header_duration_s * SAMPLE_RATE // SEGMENT_SAMPLES)
+    ranges = []
+    for i in range(count):
+        start = i * SEGMENT_SAMPLES
+        end = (i + 1) * SEGMENT_SAMPLES if i + 1 < count else None
+        ranges.append(DecodeRange(i, start, end, max(0, start - VAD_WARMUP_SAMPLES)))
+    return tuple(ranges)

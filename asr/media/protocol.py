@@ -1,0 +1,206 @@
+"""The typed protocol between the decoder child and its parent: both ends import this module.
+
+Frames on the child's stdout are `<kind: u8><length: u32><payload>`. Audio and VAD
+probabilities travel as raw float32; everything else as JSON of the frozen dataclasses below.
+Errors travel as data (an `ErrorKind` and a message), never as a class name looked up by string.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import ASRError, AudioTooLongError, DecoderBug, DecoderFailure, InputError
+from ..types import AudioLimits
+
+HEADER = struct.Struct("<BI")
+
+
+class Kind(enum.IntEnum):
+    INFO = 1
+    """StreamInfo, once, before anything else."""
+    AUDIO = 2
+    """float32 mono samples at SAMPLE_RATE, continuing the current range."""
+    PROBS = 3
+    """float32 VAD speech probabilities, one per VAD frame, continuing the current range."""
+    RANGE_DONE = 4
+    """RangeSummary: the current range is complete."""
+    ERROR = 5
+    """ErrorInfo: the child stops after sending it."""
+    PLAN = 6
+    """RangePlan, once, right after INFO."""
+
+
+class ErrorKind(enum.Enum):
+    INPUT = "input"
+    TOO_LONG = "too_long"
+    FAILURE = "failure"
+    BUG = "bug"
+
+    @classmethod
+    def of(cls, error: ASRError) -> "ErrorKind":
+        if isinstance(error, AudioTooLongError):
+            return cls.TOO_LONG
+        if isinstance(error, DecoderFailure):
+            return cls.FAILURE
+        if isinstance(error, InputError):
+            return cls.INPUT
+        return cls.BUG
+
+    def exception(self, message: str) -> ASRError:
+        return {ErrorKind.INPUT: InputError, ErrorKind.TOO_LONG: AudioTooLongError,
+                ErrorKind.FAILURE: DecoderFailure, ErrorKind.BUG: DecoderBug}[self](message)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the container says about the audio stream (informational; never trusted for limits)."""
+
+    container: str
+    codec: str
+    sample_rate: int
+    channels: int
+    header_duration_s: float | None
+    stream_index: int = 0
+    """Which audio track is decoded (0-based among the audio tracks)."""
+    audio_streams: int = 1
+    seekable: bool = False
+    """Whether time ranges can be decoded independently (sample-accurate seeking)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecodeRange:
+    """A stretch of the output timeline for one child to produce, in samples at SAMPLE_RATE.
+    `end_sample` None means up to the end of the stream. The child sends VAD probabilities from
+    `vad_from_sample` (at or before `start_sample`, on the VAD frame grid) so the detector's
+    state has warmed up by `start_sample`; the parent drops the warm-up frames."""
+
+    index: int
+    start_sample: int
+    end_sample: int | None
+    vad_from_sample: int
+
+
+@dataclass(frozen=True)
+class ChildRequest:
+    """Everything a child needs, passed as one JSON argument. Every child of a file opens it,
+    computes the same range plan from the header, and decodes the ranges whose index is
+    `worker` modulo `workers`."""
+
+    path: str
+    display_name: str
+    limits: AudioLimits
+    worker: int = 0
+    workers: int = 1
+    with_vad: bool = True
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ChildRequest":
+        d = json.loads(text)
+        d["limits"] = AudioLimits(**d["limits"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    """How the file's timeline is split; sent once after StreamInfo."""
+
+    ranges: tuple[DecodeRange, ...]
+
+
+@dataclass(frozen=True)
+class RangeSummary:
+    """What decoding one range actually produced."""
+
+    index: int
+    samples: int
+    """Samples at SAMPLE_RATE sent for this range."""
+    bad_packets: int = 0
+    nonfinite_samples: int = 0
+    truncated_at_s: float | None = None
+    """Where a damaged or cut-off file stopped being readable (decoding ended there)."""
+    clipped_samples: int = 0
+    """Input samples at or above full scale (clip-level input)."""
+    dropped_channels: tuple[int, ...] = ()
+    """Channels left out of the downmix because they would cancel or bury the others."""
+    channel_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    kind: ErrorKind
+    message: str
+
+    def exception(self) -> ASRError:
+        return self.kind.exception(self.message)
+
+
+Message = StreamInfo | RangePlan | RangeSummary | ErrorInfo | tuple[Kind, np.ndarray]
+
+
+def encode(kind: Kind, payload: object) -> bytes:
+    if kind in (Kind.AUDIO, Kind.PROBS):
+        body = np.ascontiguousarray(payload, dtype=np.float32).tobytes()
+    elif isinstance(payload, ErrorInfo):
+        body = json.dumps({"kind": payload.kind.value, "message": payload.message}).encode()
+    else:
+        body = json.dumps(asdict(payload)).encode()
+    return HEADER.pack(int(kind), len(body)) + body
+
+
+def decode_payload(kind: Kind, body: bytes) -> Message:
+    if kind in (Kind.AUDIO, Kind.PROBS):
+        return kind, np.frombuffer(body, dtype=np.float32)
+    d = json.loads(body)
+    if kind is Kind.INFO:
+        return StreamInfo(**d)
+    if kind is Kind.RANGE_DONE:
+        d["dropped_channels"] = tuple(d.get("dropped_channels", ()))
+        return RangeSummary(**d)
+    if kind is Kind.PLAN:
+        return RangePlan(tuple(DecodeRange(**r) for r in d["ranges"]))
+    if kind is Kind.ERROR:
+        return ErrorInfo(ErrorKind(d["kind"]), d["message"])
+    raise ValueError(f"unknown message kind {kind}")
+
+
+def write(fd: int, kind: Kind, payload: object) -> None:
+    view = memoryview(encode(kind, payload))
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def read(fd: int) -> tuple[Kind, bytes] | None:
+    """One frame, or None at end of stream (also for a frame cut short by the child's death)."""
+    header = _read_exact(fd, HEADER.size)
+    if header is None:
+        return None
+    kind, length = HEADER.unpack(header)
+    body = _read_exact(fd, length)
+    if body is None:
+        return None
+    return Kind(kind), body
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        b = os.read(fd, min(n, 1 << 20))
+        if not b:
+            return None
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
