@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/frontend.py --skip-baseline
 
 The test files are 44.1 kHz stereo 128 kb/s MP3s made by tiling the 60 s speech clip in
-../shared/audio/test.wav (cached under .cache/bench). Each measurement is a fresh process, timed
+Silero's test.wav (cached under .cache/bench; see benchmarks/recordings.py for where it is
+looked for, and the fallback when it is missing). Each measurement is a fresh process, timed
 from outside (interpreter start, imports and model load included), like `python -m asr segment`.
 
 The baseline reproduces the seed's front end as its issue describes it: soundfile to read,
@@ -29,7 +30,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CACHE = ROOT / ".cache" / "bench"
-SOURCE = Path(os.environ.get("ASR_TEST_AUDIO_DIR", ROOT.parent / "shared" / "audio")) / "test.wav"
 
 
 def make_mp3(minutes: int) -> Path:
@@ -38,15 +38,18 @@ def make_mp3(minutes: int) -> Path:
     import numpy as np
     import soxr
 
+    from recordings import speech_wav  # the real clip, or speech made from samples/ (not in workers)
     from tests.media import repeat_encoded
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    out_path = CACHE / f"speech-{minutes}min-44k-stereo-128k.mp3"
+    source = speech_wav()
+    tag = "speech" if source.name == "test.wav" else source.stem
+    out_path = CACHE / f"{tag}-{minutes}min-44k-stereo-128k.mp3"
     if out_path.exists():
         return out_path
-    one = CACHE / "speech-1min-44k-stereo-128k.mp3"
+    one = CACHE / f"{tag}-1min-44k-stereo-128k.mp3"
     if not one.exists():
-        with av.open(str(SOURCE)) as c:
+        with av.open(str(source)) as c:
             x = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]).astype(np.float32) / 32768
         y = soxr.resample(x, 16_000, 44_100).astype(np.float32)
         stereo = np.stack([y, 0.9 * y])
@@ -146,7 +149,9 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON line per file")
     args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} cores; source: {SOURCE.name}", file=sys.stderr)
+    from recordings import speech_wav
+
+    print(f"machine: {os.cpu_count()} cores; source: {speech_wav().name}", file=sys.stderr)
     for minutes in args.minutes:
         path = make_mp3(minutes)
         ours = run_worker("ours", path)
