@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Optional
+from typing import NotRequired, Optional, TypedDict
 
 from cog import BaseModel, BaseRunner, Input, Path, current_scope
 
@@ -22,18 +22,67 @@ log = logging.getLogger("predict")
 _LANGS = ", ".join(f"{c} ({LANGUAGES[c]})" for c in CODES)
 
 
+# The output's shape, for /openapi.json and client generators. The values are Transcript.to_dict()'s
+# (the one definition of the contract); these types describe it. Cog 0.23 takes TypedDicts as
+# plain objects at run time (keys a result lacks stay absent) and `cog build`'s schema generator
+# describes their fields; tools/openapi_schema.py does the same for `make serve`.
+
+
+class Word(TypedDict):
+    start: float
+    """Seconds on the original audio's timeline."""
+    end: float
+    word: str
+    speaker: NotRequired[str]
+    """Only with diarize."""
+
+
+class Segment(TypedDict):
+    start: float
+    end: float
+    text: str
+    words: list[Word]
+    """Empty for translations and without timestamps."""
+    language: str
+    """The source language of the chunk this segment came from."""
+    speaker: NotRequired[str]
+    """Only with diarize."""
+    overlap: NotRequired[bool]
+    """Only with diarize: another speaker talks at the same time."""
+
+
+class Speaker(TypedDict):
+    speaker: str
+    speech_s: float
+    segments: int
+
+
 class Output(BaseModel):
     text: str
-    segments: list[dict]
-    """Each: start, end (seconds on the original timeline), text, words [{start, end, word}]."""
+    segments: list[Segment]
     source_lang: str
+    """The language actually used, or "mixed"."""
     target_lang: str
     task: str
+    """"transcribe" or "translate"."""
     duration_s: float
     speech_s: float
     model: str
+    warnings: list[str]
+    """What was done to the input that a user would want to know; empty when nothing was."""
+    detected_language: Optional[str] = None
+    """Only with source_lang "auto"."""
+    language_probability: Optional[float] = None
+    speakers: Optional[list[Speaker]] = None
+    """Only with diarize."""
     srt: Optional[str] = None
+    """Null without timestamps."""
     vtt: Optional[str] = None
+
+
+def to_output(contract: dict) -> Output:
+    """The Cog Output from the contract dict (`warnings` is [] where nothing filled it)."""
+    return Output(**{"warnings": [], **contract})
 
 
 class Runner(BaseRunner):
@@ -86,4 +135,4 @@ class Runner(BaseRunner):
         scope.record_metric("speech_s", transcript.speech_s)
         for key, value in transcript.timings_s.items():
             scope.record_metric(f"timings.{key}", value)
-        return Output(**formats.to_dict(transcript, subtitles))  # srt/vtt absent without timestamps
+        return to_output(formats.to_dict(transcript, subtitles))  # srt/vtt null without timestamps

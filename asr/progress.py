@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -26,6 +27,17 @@ def is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # closed or not a real file
         return False
+
+
+def screen(stream: TextIO) -> dict:
+    """tqdm's width and height arguments for `stream`: the terminal's own, or 80x24 where it
+    reports none (some pseudo-terminals say 0x0, and tqdm then prints empty bars)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        columns, lines = size.columns, size.lines
+    except (AttributeError, OSError, ValueError):
+        columns = lines = 0
+    return {"ncols": columns or 80, "nrows": lines or 24}
 
 
 class ProgressDisplay:
@@ -77,11 +89,11 @@ class ProgressDisplay:
         bar = self._bars.get(stage)
         if bar is None:
             if stage == "decode":
-                bar = tqdm(desc=f"{self.label}: decoded", unit="s", unit_scale=False, file=self.stream,
+                bar = tqdm(desc=f"{self.label}: decoded", unit="s", file=self.stream, **screen(self.stream),
                            bar_format="{desc} {n:.1f} s of audio [{elapsed}, {rate_fmt}]", position=0)
             else:
                 bar = tqdm(desc=f"{self.label}: transcribed", unit="chunk", total=total or None,
-                           file=self.stream, position=1)
+                           file=self.stream, **screen(self.stream), position=1)
             self._bars[stage] = bar
         if stage == "transcribe" and total and bar.total != total:
             bar.total = total
@@ -124,6 +136,7 @@ class Waiting:
     def _tick(self) -> None:
         from tqdm import tqdm
 
-        with tqdm(desc=self.label, file=self.stream, bar_format="{desc} {elapsed}", leave=False) as bar:
+        with tqdm(desc=self.label, file=self.stream, **screen(self.stream), bar_format="{desc} {elapsed}",
+                  leave=False) as bar:
             while not self._stop.wait(0.5):
                 bar.refresh()
