@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import traceback
+import typing
 from typing import NotRequired, Optional, TypedDict
 
-from cog import BaseModel, BaseRunner, Input, Path, current_scope
+from cog import BaseRunner, Input, Path, current_scope
 
 from asr import formats
 from asr.errors import ASRError
@@ -23,9 +24,10 @@ _LANGS = ", ".join(f"{c} ({LANGUAGES[c]})" for c in CODES)
 
 
 # The output's shape, for /openapi.json and client generators. The values are Transcript.to_dict()'s
-# (the one definition of the contract); these types describe it. Cog 0.23 takes TypedDicts as
-# plain objects at run time (keys a result lacks stay absent) and `cog build`'s schema generator
-# describes their fields; tools/openapi_schema.py does the same for `make serve`.
+# (the one definition of the contract); these types describe it. Cog 0.23 passes a TypedDict
+# output through as the plain dict it is, so fields a result lacks (speakers without diarize)
+# stay absent rather than null; `cog build`'s schema generator describes TypedDict fields, and
+# tools/openapi_schema.py does the same for `make serve`.
 
 
 class Word(TypedDict):
@@ -57,7 +59,7 @@ class Speaker(TypedDict):
     segments: int
 
 
-class Output(BaseModel):
+class Output(TypedDict):
     text: str
     segments: list[Segment]
     source_lang: str
@@ -68,21 +70,25 @@ class Output(BaseModel):
     duration_s: float
     speech_s: float
     model: str
+    detected_language: Optional[str]
+    """Null unless source_lang is "auto"."""
+    language_probability: Optional[float]
+    speakers: NotRequired[list[Speaker]]
+    """Only with diarize."""
     warnings: list[str]
     """What was done to the input that a user would want to know; empty when nothing was."""
-    detected_language: Optional[str] = None
-    """Only with source_lang "auto"."""
-    language_probability: Optional[float] = None
-    speakers: Optional[list[Speaker]] = None
-    """Only with diarize."""
-    srt: Optional[str] = None
+    srt: Optional[str]
     """Null without timestamps."""
-    vtt: Optional[str] = None
+    vtt: Optional[str]
+
+
+ALWAYS = {"detected_language": None, "language_probability": None, "warnings": [], "srt": None, "vtt": None}
+"""Output fields present in every answer, with their value where the pipeline leaves them out."""
 
 
 def to_output(contract: dict) -> Output:
-    """The Cog Output from the contract dict (`warnings` is [] where nothing filled it)."""
-    return Output(**{"warnings": [], **contract})
+    """The Cog output from the contract dict: the always-present fields filled in, nothing else."""
+    return typing.cast(Output, {**ALWAYS, **contract})
 
 
 class Runner(BaseRunner):

@@ -46,13 +46,15 @@ def describe(tpe) -> dict:
 
 
 def output_schema(info, output_cls) -> dict:
-    """Cog's Output schema, with the fields Cog leaves as bare objects described."""
+    """Cog's Output schema, with what Cog leaves as a bare object described: a TypedDict output
+    as a whole, or the TypedDict fields of a BaseModel output."""
     schema = info.output.json_type()
+    if output_cls is not None and typing.is_typeddict(output_cls):
+        return {"title": "Output", **describe(output_cls)}
     hints = typing.get_type_hints(output_cls) if output_cls is not None else {}
     for name, prop in schema.get("properties", {}).items():
         if name in hints:
-            detailed = describe(hints[name])
-            prop.update({k: v for k, v in detailed.items() if k != "nullable"})
+            prop.update({k: v for k, v in describe(hints[name]).items() if k != "nullable"})
     return schema
 
 
