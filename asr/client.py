@@ -134,6 +134,8 @@ def predict(file: str, inputs: dict, options: ClientOptions = ClientOptions()) -
     name = file if is_url(file) else os.path.basename(file)
     log.info("sending %s (%.1f MB request) to %s", name, len(body) / 1e6, options.url)
     answer = post(options.url.rstrip("/") + "/predictions", body, options.retry_s, options.timeout_s)
+    for line in str(answer.get("logs") or "").splitlines():  # the server's log of this prediction (-v)
+        log.info("server: %s", line)
     status = answer.get("status")
     if status == "succeeded" and isinstance(answer.get("output"), dict):
         return answer["output"]
