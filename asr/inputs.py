@@ -28,7 +28,8 @@ class InputSpec:
 
     name: str
     kind: str
-    """"str", "int", "float", "bool" or "path" (a file: local path or URL)."""
+    """"str", "int", "float", "bool" or "path" (a file: local path or URL); any other type (a
+    union, Any) is taken as text and left to the server to check."""
     default: object
     required: bool
     nullable: bool
@@ -36,6 +37,8 @@ class InputSpec:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    repeated: bool = False
+    """A list input: the flag takes one or more values."""
 
     @property
     def flag(self) -> str:
@@ -57,14 +60,13 @@ def prediction_inputs(ref: str = RUNNER) -> tuple[InputSpec, ...]:
     info = _inspector.create_predictor(module.removesuffix(".py"), cls)
     specs = []
     for name, field in sorted(info.inputs.items(), key=lambda item: item[1].order):
-        kind = _KINDS.get(field.type.primitive.name)
-        if kind is None or field.type.repetition.name in ("REPEATED", "OPTIONAL_REPEATED"):
-            raise ASRError(f"input {name!r} has a type the command line does not map ({field.type})")
+        kind = _KINDS.get(field.type.primitive.name, "str")
+        repetition = field.type.repetition.name
         specs.append(InputSpec(
-            name=name, kind=kind, default=field.default, required=field.type.repetition.name == "REQUIRED"
-            and field.default is None, nullable=field.type.repetition.name == "OPTIONAL",
+            name=name, kind=kind, default=field.default, required=repetition == "REQUIRED" and field.default is None,
+            nullable=repetition == "OPTIONAL",
             description=field.description or "", choices=tuple(field.choices) if field.choices else None,
-            minimum=field.ge, maximum=field.le,
+            minimum=field.ge, maximum=field.le, repeated=repetition in ("REPEATED", "OPTIONAL_REPEATED"),
         ))
     return tuple(specs)
 
@@ -124,6 +126,8 @@ def add_input_flags(parser: argparse.ArgumentParser, specs: tuple[InputSpec, ...
                 kwargs["type"] = _bounded(int if spec.kind == "int" else float, spec)
                 if spec.minimum is not None and spec.maximum is not None:
                     kwargs["help"] += f" {spec.minimum:g} to {spec.maximum:g}"
+            if spec.repeated:
+                kwargs["nargs"] = "+"
             if spec.required:
                 kwargs["required"] = True
             elif spec.default is not None:
