@@ -2,6 +2,7 @@
 # make test   - the whole test suite (installs first)
 # make serve  - Cog's HTTP server on 127.0.0.1:$(PORT), model from $$ASR_MODEL
 # make weights - download nvidia/canary-1b-v2 into weights/ (before cog build)
+# make test-audio - fetch the public recordings the tests and benchmarks use into .cache/test-audio
 # make gpu-wheels - the cp312 wheels benchmarks/gpu_check.sh installs on a GPU host without an index
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ PORT ?= 5000
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: venv test serve clean weights gpu-wheels
+.PHONY: venv test serve clean weights test-audio gpu-wheels
 
 venv: $(VENV)/.installed
 
@@ -28,14 +29,19 @@ test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # coglet starts its worker with the `python` found on PATH, so the venv goes first on PATH.
+# tools/serve.py runs coglet and exits 1 with a plain message when setup fails (no weights).
 serve: venv
 	$(PY) tools/openapi_schema.py predict.py:Runner --out .cog/openapi_schema.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" COG_PREDICT_TYPE_STUB=predict.py:Runner PORT=$(PORT) \
-		$(PY) -m cog.server.http --host 127.0.0.1
+		$(PY) tools/serve.py --host 127.0.0.1
 
 # The real checkpoint, for `cog build` (needs network access to Hugging Face).
 weights: venv
-	$(PY) tools/download_weights.py --model nvidia/canary-1b-v2 --out weights
+	@$(PY) tools/download_weights.py --model nvidia/canary-1b-v2 --out weights
+
+# The real recordings for tests and benchmarks (standard library only; sha256-checked).
+test-audio:
+	@$(PYTHON) tools/fetch_test_audio.py --out .cache/test-audio
 
 # What a GPU host with its own Python 3.12 and PyTorch lacks (see tools/gpu_wheels.txt).
 gpu-wheels: venv

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Optional
+import typing
+from typing import NotRequired, Optional, TypedDict
 
-from cog import BaseModel, BaseRunner, Input, Path, current_scope
+from cog import BaseRunner, Input, Path, current_scope
 
 from asr import formats
 from asr.errors import ASRError
@@ -22,18 +23,72 @@ log = logging.getLogger("predict")
 _LANGS = ", ".join(f"{c} ({LANGUAGES[c]})" for c in CODES)
 
 
-class Output(BaseModel):
+# The output's shape, for /openapi.json and client generators. The values are Transcript.to_dict()'s
+# (the one definition of the contract); these types describe it. Cog 0.23 passes a TypedDict
+# output through as the plain dict it is, so fields a result lacks (speakers without diarize)
+# stay absent rather than null; `cog build`'s schema generator describes TypedDict fields, and
+# tools/openapi_schema.py does the same for `make serve`.
+
+
+class Word(TypedDict):
+    start: float
+    """Seconds on the original audio's timeline."""
+    end: float
+    word: str
+    speaker: NotRequired[str]
+    """Only with diarize."""
+
+
+class Segment(TypedDict):
+    start: float
+    end: float
     text: str
-    segments: list[dict]
-    """Each: start, end (seconds on the original timeline), text, words [{start, end, word}]."""
+    words: list[Word]
+    """Empty for translations and without timestamps."""
+    language: str
+    """The source language of the chunk this segment came from."""
+    speaker: NotRequired[str]
+    """Only with diarize."""
+    overlap: NotRequired[bool]
+    """Only with diarize: another speaker talks at the same time."""
+
+
+class Speaker(TypedDict):
+    speaker: str
+    speech_s: float
+    segments: int
+
+
+class Output(TypedDict):
+    text: str
+    segments: list[Segment]
     source_lang: str
+    """The language actually used, or "mixed"."""
     target_lang: str
     task: str
+    """"transcribe" or "translate"."""
     duration_s: float
     speech_s: float
     model: str
-    srt: Optional[str] = None
-    vtt: Optional[str] = None
+    detected_language: Optional[str]
+    """Null unless source_lang is "auto"."""
+    language_probability: Optional[float]
+    speakers: NotRequired[list[Speaker]]
+    """Only with diarize."""
+    warnings: list[str]
+    """What was done to the input that a user would want to know; empty when nothing was."""
+    srt: Optional[str]
+    """Null without timestamps."""
+    vtt: Optional[str]
+
+
+ALWAYS = {"detected_language": None, "language_probability": None, "warnings": [], "srt": None, "vtt": None}
+"""Output fields present in every answer, with their value where the pipeline leaves them out."""
+
+
+def to_output(contract: dict) -> Output:
+    """The Cog output from the contract dict: the always-present fields filled in, nothing else."""
+    return typing.cast(Output, {**ALWAYS, **contract})
 
 
 class Runner(BaseRunner):
@@ -86,4 +141,4 @@ class Runner(BaseRunner):
         scope.record_metric("speech_s", transcript.speech_s)
         for key, value in transcript.timings_s.items():
             scope.record_metric(f"timings.{key}", value)
-        return Output(**formats.to_dict(transcript, subtitles))  # srt/vtt absent without timestamps
+        return to_output(formats.to_dict(transcript, subtitles))  # srt/vtt null without timestamps

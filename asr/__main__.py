@@ -1,10 +1,14 @@
-"""Command line: `python -m asr segment|transcribe|tiny-model ...` (see README)."""
+"""Command line: `python -m asr segment|transcribe|client|tiny-model ...` (see README).
+
+`transcribe` and `client` take every prediction input of the HTTP API as a flag with the same
+name, default and bounds (read from predict.py by Cog's inspector: asr/inputs.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import ASRError
@@ -19,27 +23,71 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timestamps(args: argparse.Namespace) -> bool:
+    """Timestamps default to on, as over HTTP; plain text shows none, so `--format text` skips
+    the alignment work unless --timestamps is given. Subtitles need them."""
+    from .inputs import explicit
+
+    if args.format in ("srt", "vtt"):
+        if not args.timestamps:
+            raise ASRError(f"--format {args.format} needs timestamps; drop --no-timestamps")
+        return True
+    if args.format == "text" and "timestamps" not in explicit(args):
+        return False
+    return args.timestamps
+
+
 def _transcribe(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from . import formats
+    from .inputs import input_values
     from .languages import resolve_pair
     from .pipeline import Transcriber
+    from .progress import ProgressDisplay
     from .types import SubtitleOptions, TranscribeOptions
 
-    resolve_pair(args.source_lang, args.target_lang)  # a bad pair fails before the model loads
-    timestamps = args.timestamps or args.format in ("srt", "vtt")
-    subtitles = SubtitleOptions(max_segment_s=args.max_segment_s, max_line_chars=args.max_line_chars)
-    options = TranscribeOptions(
-        source_lang=args.source_lang, target_lang=args.target_lang, pnc=not args.no_pnc,
-        timestamps=timestamps, subtitles=subtitles,
-    )
+    values = input_values(args, args.input_specs)
+    values["timestamps"] = _timestamps(args)
+    if values.get("source_lang") != "auto":
+        resolve_pair(values.get("source_lang"), values.get("target_lang"))  # a bad pair fails before the model loads
+    sub_fields = {f.name for f in dataclasses.fields(SubtitleOptions)}
+    subtitles = SubtitleOptions(**{k: values.pop(k) for k in list(values) if k in sub_fields})
+    opt_fields = {f.name for f in dataclasses.fields(TranscribeOptions)}
+    unmapped = sorted(set(values) - opt_fields)
+    if unmapped:
+        logging.getLogger(__name__).warning("inputs not used by transcribe: %s", ", ".join(unmapped))
+    options = TranscribeOptions(**{k: v for k, v in values.items() if k in opt_fields}, subtitles=subtitles)
     transcriber = Transcriber.load(args.model, device=args.device, batch_size=args.batch_size)
-    transcript = transcriber.transcribe(args.audio, options)
+    with ProgressDisplay(os.path.basename(args.audio)) as progress:
+        transcript = transcriber.transcribe(args.audio, options, progress=progress)
     if args.format == "text":
         sys.stdout.write(formats.to_text(transcript))
     elif args.format == "json":
         sys.stdout.write(formats.to_json(transcript, subtitles))
     else:
         formats.WRITERS[args.format]().write(transcript, sys.stdout, subtitles)
+    return 0
+
+
+def _client(args: argparse.Namespace) -> int:
+    from . import client
+    from .inputs import input_values
+    from .progress import Waiting
+
+    inputs = input_values(args, args.input_specs, only_explicit=True)  # the server's defaults are the same
+    timestamps = _timestamps(args)
+    if timestamps != args.timestamps or "timestamps" in inputs:
+        inputs["timestamps"] = timestamps
+    options = client.ClientOptions(url=args.url, max_body_bytes=args.max_body_bytes, retry_s=args.retry_s,
+                                   timeout_s=args.timeout_s or None)
+    with Waiting(f"{os.path.basename(args.file)}: waiting for {args.url}"):
+        try:
+            output = client.predict(args.file, inputs, options)
+        except client.PredictionFailed as e:
+            print(f"error: the prediction failed: {e}", file=sys.stderr)
+            return 1
+    sys.stdout.write(client.render(output, args.format))
     return 0
 
 
@@ -61,21 +109,33 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--compact", action="store_true", help="one-line JSON")
     seg.set_defaults(func=_segment)
 
-    tr = sub.add_parser("transcribe", help="transcribe or translate an audio or video file")
+    from .client import COG_BODY_LIMIT_BYTES, ClientOptions
+    from .inputs import add_input_flags, prediction_inputs
+
+    specs = prediction_inputs()
+    formats = ["text", "json", "srt", "vtt"]
+
+    tr = sub.add_parser("transcribe", help="transcribe or translate an audio or video file (no server)")
     tr.add_argument("audio", help="path to an audio or video file")
-    tr.add_argument("--source-lang", default="en", help="language spoken in the audio (default: en)")
-    tr.add_argument("--target-lang", default=None,
-                    help="language of the output; omit to transcribe, or en<->X to translate")
-    tr.add_argument("--no-pnc", action="store_true", help="no punctuation or capitalisation")
-    tr.add_argument("--timestamps", action="store_true",
-                    help="word and segment timestamps (implied by --format srt|vtt)")
-    tr.add_argument("--format", choices=["text", "json", "srt", "vtt"], default="text")
+    tr.add_argument("--format", choices=formats, default="text",
+                    help="what to print (default: text; text alone skips timestamps unless --timestamps)")
     tr.add_argument("--model", default=None, help="Hugging Face name or .nemo path (default: $ASR_MODEL)")
     tr.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
     tr.add_argument("--batch-size", type=int, default=None, help="chunks per model call")
-    tr.add_argument("--max-segment-s", type=float, default=7.0, help="longest subtitle cue (seconds)")
-    tr.add_argument("--max-line-chars", type=int, default=42, help="longest subtitle line (characters)")
-    tr.set_defaults(func=_transcribe)
+    tr.set_defaults(func=_transcribe, input_specs=add_input_flags(tr, specs))
+
+    cl = sub.add_parser("client", help="send a file to a running server (make serve, a container) and print the result")
+    cl.add_argument("file", help="a local audio or video file (sent inline) or an http(s) URL the server downloads")
+    cl.add_argument("--url", default=ClientOptions.url, help="the server (default: %(default)s)")
+    cl.add_argument("--format", choices=formats, default="text",
+                    help="what to print (default: text; text alone skips timestamps unless --timestamps)")
+    cl.add_argument("--retry-s", type=float, default=ClientOptions.retry_s,
+                    help="keep retrying '409 At capacity' this long (default: %(default)s)")
+    cl.add_argument("--timeout-s", type=float, default=0,
+                    help="give up waiting for the answer after this long (default: never)")
+    cl.add_argument("--max-body-bytes", type=int, default=COG_BODY_LIMIT_BYTES,
+                    help="the server's request size limit (Cog: %(default)s); larger files need a URL")
+    cl.set_defaults(func=_client, input_specs=add_input_flags(cl, specs))
 
     tiny = sub.add_parser("tiny-model", help="write a small random-weight model with Canary-1B-v2's structure")
     tiny.add_argument("out", help="output .nemo path")
@@ -91,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("asr.progress").setLevel(logging.INFO)  # progress lines when stderr is not a terminal
     try:
         return args.func(args)
     except ASRError as e:

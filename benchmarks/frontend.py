@@ -9,7 +9,8 @@ core and starts one decoder) and with every core this process may use, the speed
 the parent and of the largest decoder child, speech detected and kept, and the baseline.
 
 The test files are 44.1 kHz stereo 128 kb/s MP3s made by tiling the 60 s speech clip in
-../shared/audio/test.wav (cached under .cache/bench). Each measurement is a fresh process, timed
+Silero's test.wav (cached under .cache/bench; see benchmarks/recordings.py for where it is
+looked for, and the fallback when it is missing). Each measurement is a fresh process, timed
 from outside (interpreter start, imports and model load included), like `python -m asr segment`.
 
 The baseline reproduces the seed's front end as its issue describes it: soundfile to read,
@@ -33,7 +34,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CACHE = ROOT / ".cache" / "bench"
-SOURCE = Path(os.environ.get("ASR_TEST_AUDIO_DIR", ROOT.parent / "shared" / "audio")) / "test.wav"
 
 
 def make_mp3(minutes: int) -> Path:
@@ -42,15 +42,18 @@ def make_mp3(minutes: int) -> Path:
     import numpy as np
     import soxr
 
+    from recordings import speech_wav  # the real clip, or speech made from samples/ (not in workers)
     from tests.media import repeat_encoded
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    out_path = CACHE / f"speech-{minutes}min-44k-stereo-128k.mp3"
+    source = speech_wav()
+    tag = "speech" if source.name == "test.wav" else source.stem
+    out_path = CACHE / f"{tag}-{minutes}min-44k-stereo-128k.mp3"
     if out_path.exists():
         return out_path
-    one = CACHE / "speech-1min-44k-stereo-128k.mp3"
+    one = CACHE / f"{tag}-1min-44k-stereo-128k.mp3"
     if not one.exists():
-        with av.open(str(SOURCE)) as c:
+        with av.open(str(source)) as c:
             x = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]).astype(np.float32) / 32768
         y = soxr.resample(x, 16_000, 44_100).astype(np.float32)
         stereo = np.stack([y, 0.9 * y])
@@ -156,10 +159,12 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON line per file")
     args = ap.parse_args()
+    from recordings import speech_wav
+
     cpus = sorted(os.sched_getaffinity(0))
     # The tiled files run a few seconds over whole hours (each tile keeps its encoder padding).
     os.environ["ASR_MAX_DURATION_S"] = str(max(14_400, max(args.minutes) * 60 + 600))
-    print(f"machine: {len(cpus)} usable cores; source: {SOURCE.name}", file=sys.stderr)
+    print(f"machine: {len(cpus)} usable cores; source: {speech_wav().name}", file=sys.stderr)
     for minutes in args.minutes:
         path = make_mp3(minutes)
         one = run_worker("ours", path, cpus[:1])

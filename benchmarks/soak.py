@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.media import SHARED_AUDIO  # noqa: E402
+from recordings import recording  # noqa: E402
 from tests.service import (  # noqa: E402
     ensure_tiny_model, open_files, rss_mb, session_processes, start_server, stop_server,
 )
@@ -39,14 +39,14 @@ def payloads(tmp: Path) -> list[dict]:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(b"\0\0" * 32000)
     samples = ROOT / "samples"
     return [
-        {"audio": uri(SHARED_AUDIO / "jfk.flac", "audio/flac"), "source_lang": "en"},
-        {"audio": uri(SHARED_AUDIO / "test.mp3", "audio/mpeg"), "source_lang": "en", "target_lang": "de"},
-        {"audio": uri(SHARED_AUDIO / "test.opus", "audio/ogg"), "source_lang": "en"},
+        {"audio": uri(recording("jfk.flac"), "audio/flac"), "source_lang": "en"},
+        {"audio": uri(recording("test.mp3"), "audio/mpeg"), "source_lang": "en", "target_lang": "de"},
+        {"audio": uri(recording("test.opus"), "audio/ogg"), "source_lang": "en"},
         {"audio": uri(samples / "de.m4a", "audio/mp4"), "source_lang": "de", "target_lang": "en"},
         {"audio": uri(samples / "fr.ogg", "audio/ogg"), "source_lang": "fr", "timestamps": False},
         {"audio": uri(silent, "audio/wav"), "source_lang": "en"},
         {"audio": "data:audio/mpeg;base64," + base64.b64encode(b"not audio" * 100).decode(), "source_lang": "en"},
-        {"audio": uri(SHARED_AUDIO / "test.wav", "audio/wav"), "source_lang": "en"},
+        {"audio": uri(recording("test.wav"), "audio/wav"), "source_lang": "en"},
     ]
 
 

@@ -10,14 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.media import SHARED_AUDIO, load_reference  # noqa: E402
+from tests.media import MISSING_AUDIO, SHARED_AUDIO, load_reference  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def shared_audio() -> Path:
-    """The real recordings beside the project (../shared/audio, or $ASR_TEST_AUDIO_DIR)."""
+    """The real recordings: $ASR_TEST_AUDIO_DIR, ../shared/audio, or what `make test-audio` fetched."""
     if not (SHARED_AUDIO / "jfk.flac").is_file():
-        pytest.skip(f"real recordings not found in {SHARED_AUDIO} (set ASR_TEST_AUDIO_DIR)")
+        pytest.skip(MISSING_AUDIO)
     return SHARED_AUDIO
 
 

@@ -11,7 +11,29 @@ from pathlib import Path
 import av
 import numpy as np
 
-SHARED_AUDIO = Path(os.environ.get("ASR_TEST_AUDIO_DIR", Path(__file__).resolve().parents[2] / "shared" / "audio"))
+ROOT = Path(__file__).resolve().parents[1]
+FETCHED_AUDIO = ROOT / ".cache" / "test-audio"
+"""Where `make test-audio` puts the public recordings (see tools/test_audio.json)."""
+
+
+def audio_dirs() -> list[Path]:
+    """Where the real recordings are looked for, in order: $ASR_TEST_AUDIO_DIR, ../shared/audio
+    beside the project, then the folder `make test-audio` fills."""
+    env = os.environ.get("ASR_TEST_AUDIO_DIR")
+    return [*([Path(env)] if env else []), ROOT.parent / "shared" / "audio", FETCHED_AUDIO]
+
+
+def find_audio_dir(probe: str = "jfk.flac") -> Path:
+    """The first folder that holds the recordings, or the fetch folder when none does (so that a
+    message naming it points where `make test-audio` will put them)."""
+    return next((d for d in audio_dirs() if (d / probe).is_file()), FETCHED_AUDIO)
+
+
+SHARED_AUDIO = find_audio_dir()
+MISSING_AUDIO = (
+    "real recordings not found (looked in " + ", ".join(map(str, audio_dirs())) + "): "
+    "run `make test-audio` to fetch them, or set ASR_TEST_AUDIO_DIR"
+)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import pytest
 from asr.engine import TINY_PHRASE
 from tests.media import RECIPES, write_media
 
-CONTRACT = {"text", "segments", "source_lang", "target_lang", "task", "duration_s", "speech_s", "model", "srt", "vtt"}
+CONTRACT = {"text", "segments", "source_lang", "target_lang", "task", "duration_s", "speech_s", "model",
+            "detected_language", "language_probability", "warnings", "srt", "vtt"}  # no speakers without diarize
 
 
 def data_uri(path, mime: str) -> str:

@@ -9,9 +9,26 @@ aligner that word timestamps need (about 6 GB together).
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import shutil
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+
+def reachable(model: str, timeout_s: float = 10.0) -> str | None:
+    """None when the hub answers for `model`, else why not. One quick request (proxies from the
+    environment apply), so an offline machine gets one line instead of minutes of retries."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{endpoint}/api/models/{model}", timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError as e:
+        return f"{endpoint} answered HTTP {e.code} for {model}"
+    except (urllib.error.URLError, OSError) as e:
+        return f"cannot reach {endpoint}: {getattr(e, 'reason', e)}"
 
 
 def main() -> int:
@@ -19,10 +36,20 @@ def main() -> int:
     ap.add_argument("--model", default="nvidia/canary-1b-v2")
     ap.add_argument("--out", default="weights")
     args = ap.parse_args()
+    why = reachable(args.model)
+    if why:
+        print(f"error: {why}. Run `make weights` on a machine with network access and copy weights/ here, "
+              "or set ASR_MODEL to a .nemo file you already have.", file=sys.stderr)
+        return 1
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     from huggingface_hub import hf_hub_download, list_repo_files
 
     name = args.model.split("/")[-1]
-    files = [f for f in list_repo_files(args.model) if f.endswith(".nemo")]
+    try:
+        files = [f for f in list_repo_files(args.model) if f.endswith(".nemo")]
+    except Exception as e:  # the hub's own errors vary by version; one line, not a traceback
+        print(f"error: cannot list {args.model} on Hugging Face: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     if not files:
         print(f"{args.model} has no .nemo file", file=sys.stderr)
         return 1
