@@ -53,7 +53,7 @@ def _reset_peak() -> None:
 def one(model: str, minutes: float) -> dict:
     import torch
 
-    from asr.audio import decode
+    from asr.media import decode
     from asr.models.diarizer import Diarizer
     from tests.media import SHARED_AUDIO
 

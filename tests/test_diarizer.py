@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soxr
 
-from asr.audio import decode
+from asr.media import decode
 from asr.errors import ModelLoadError
 from asr.post.speakers import assign_speakers
 from asr.types import SAMPLE_RATE, Segment, Word

@@ -15,7 +15,7 @@ time. Should a future wheel change the graph's shape, the full model is used as 
 
 The probabilities -> spans state machine follows silero-vad's `get_speech_timestamps_from_probs`
 (same thresholds, hysteresis and padding), restricted to our case of no maximum span length
-(long spans are split later, at quiet points, by asr.chunking).
+(long spans are split later, at quiet points, by asr.frontend.chunking).
 """
 
 from __future__ import annotations
