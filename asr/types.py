@@ -299,6 +299,9 @@ class Transcript:
     speech_s: float
     model: str
     timestamps: bool
+    warnings: tuple[str, ...] = ()
+    """Short sentences on what was done to the input that a user would want to know (damaged
+    packets skipped, a channel left out, ...); empty when nothing happened."""
     timings_s: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
@@ -312,4 +315,5 @@ class Transcript:
             "duration_s": round(self.duration_s, 3),
             "speech_s": round(self.speech_s, 3),
             "model": self.model,
+            "warnings": list(self.warnings),
         }

@@ -12,7 +12,8 @@ import pytest
 from asr.engine import TINY_PHRASE
 from tests.media import RECIPES, write_media
 
-CONTRACT = {"text", "segments", "source_lang", "target_lang", "task", "duration_s", "speech_s", "model", "srt", "vtt"}
+CONTRACT = {"text", "segments", "source_lang", "target_lang", "task", "duration_s", "speech_s", "model", "warnings", "srt",
+            "vtt"}
 
 
 def data_uri(path, mime: str) -> str:
@@ -48,6 +49,7 @@ def test_transcribe_data_uri(server, shared_audio):
             assert set(w) == {"start", "end", "word"}
             assert s["start"] <= w["start"] <= w["end"] <= s["end"]
     assert out["srt"].startswith("1\n00:00:0") and out["vtt"].startswith("WEBVTT\n\n")
+    assert out["warnings"] == []  # a clean recording: nothing was done to it worth saying
     metrics = body["metrics"]
     assert metrics["audio_s"] == pytest.approx(11.0, abs=0.01)
     assert 0 < metrics["speech_s"] <= metrics["audio_s"]

@@ -5,6 +5,10 @@ uses it to validate inputs (choices, bounds, required fields -> HTTP 422) and to
 /openapi.json. `make serve` runs this first so the local server behaves like the image.
 The input and output types come from Cog's own inspector, so the file cannot drift from predict.py.
 
+Optional inputs accept an explicit null (`"target_lang": null`), written as JSON Schema type lists
+(hence OpenAPI 3.1). Unknown input names cannot be refused here: coglet 0.23.1 strips them, with a
+log line, before it validates (an `additionalProperties: false` is never seen).
+
     python tools/openapi_schema.py [predict.py:Runner] [--out .cog/openapi_schema.json]
 """
 
@@ -33,12 +37,18 @@ def build_schema(ref: str) -> dict:
                 prop[key] = value
         if field.default is None and field.type.repetition.name in ("REQUIRED", "REPEATED"):
             required.append(name)
+        if field.type.repetition.name == "OPTIONAL":
+            # `Optional[T]`: an explicit null means "not given". coglet validates with a JSON Schema
+            # validator that ignores OpenAPI 3.0's `nullable`, so null must be in the type itself.
+            prop["type"] = [prop["type"], "null"]
+            if "enum" in prop:
+                prop["enum"] = [*prop["enum"], None]
         properties[name] = prop
     inputs = {"type": "object", "title": "Input", "properties": properties}
     if required:
         inputs["required"] = required
     return {
-        "openapi": "3.0.2",
+        "openapi": "3.1.0",
         "info": {"title": "Cog", "version": "0.1.0"},
         "paths": {},
         "components": {"schemas": {"Input": inputs, "Output": info.output.json_type()}},
