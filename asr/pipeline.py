@@ -212,7 +212,9 @@ def fix_mmap_threshold() -> None:
 
     Also caps glibc's malloc arenas at MALLOC_ARENAS: each request starts new threads (front end,
     loudness, decoder readers), and each thread's arena kept its own high-water mark (measured
-    through the server: +35 MB over 5 predictions of an 11 s file, flat with 2 arenas).
+    through the server: +35 MB over 5 predictions of an 11 s file, flat with 2 arenas). Arenas
+    made before this call stay, so the server also sets MALLOC_ARENA_MAX=2 at start-up (cog.yaml,
+    Makefile): the hostile corpus and 20 predictions then grow the worker by ~20 MB, not ~77 MB.
     MALLOC_ARENA_MAX in the environment wins."""
     try:
         import ctypes

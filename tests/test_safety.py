@@ -24,6 +24,7 @@ from tests.media import RECIPES, write_media
 from tests.service import ROOT, start_server, stop_server
 
 HEALTHCHECK = ROOT / "tools" / "healthcheck.py"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64  # the decoder names what it is: "... is a PNG image"
 
 
 def data_uri(data: bytes, mime: str = "application/octet-stream") -> str:
@@ -57,14 +58,14 @@ def test_server_paths_are_refused_alike_whether_or_not_they_exist(server, shared
 
 def test_errors_name_the_users_file_not_cogs_temporary_one(server, www):
     root, base = www
-    (root / "short.flac").write_bytes(b"definitely not audio " * 100)
+    (root / "short.flac").write_bytes(PNG)
     status, body = server.predict(audio=f"{base}/short.flac", source_lang="en")
     assert body["status"] == "failed", body
     error = body["error"]
     assert "'short.flac'" in error and not re.search(r"tmp\w{8}", error), error
     assert error.count("short.flac") == 1 and error.count("InputError") == 1, error
 
-    status, body = server.predict(audio=data_uri(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "audio/mpeg"),
+    status, body = server.predict(audio=data_uri(PNG, "audio/mpeg"),
                                   source_lang="en")
     error = body["error"]
     assert "the uploaded file is a PNG image" in error and "file.mp3" not in error, error
