@@ -158,3 +158,40 @@ def test_cli_prints_warnings_to_stderr(transcriber, shared_audio, monkeypatch, c
     captured = capsys.readouterr()
     assert json.loads(captured.out)["warnings"] == ["2 damaged packets were skipped"]
     assert captured.err == "warning: 2 damaged packets were skipped\n"
+
+
+def test_liveness_bound_for_a_running_prediction(tmp_path):
+    """BUSY while a prediction runs is judged against the run bound from the prediction's start,
+    not against the idle bound; a new prediction restarts the clock."""
+    from asr.health import Bounds, check, mark
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"status": "BUSY"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    activity, state = tmp_path / "activity.json", tmp_path / "state.json"
+    bounds = Bounds(max_run_s=100.0, max_idle_busy_s=5.0)
+    try:
+        mark(running=True, path=activity)
+        started = json.loads(activity.read_text())["at"]
+        assert check(url, bounds, state, activity, now=started + 50).alive
+        late = check(url, bounds, state, activity, now=started + 101)
+        assert not late.alive and "running one prediction for 101 s (limit 100 s)" in late.reason
+        mark(running=False, path=activity)  # it ended; the next download is under the idle bound
+        ended = json.loads(activity.read_text())["at"]
+        state.unlink()  # the probes above ran at made-up future times
+        assert check(url, bounds, state, activity, now=ended + 1).alive
+        assert not check(url, bounds, state, activity, now=ended + 7).alive
+    finally:
+        httpd.shutdown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["activity.json", "state.json"]  # no stray temp files
