@@ -30,9 +30,11 @@ test: venv
 
 # coglet starts its worker with the `python` found on PATH, so the venv goes first on PATH.
 # tools/serve.py runs coglet and exits 1 with a plain message when setup fails (no weights).
+# MALLOC_ARENA_MAX: as in cog.yaml; glibc must see it at start-up (see asr/pipeline.py).
 serve: venv
 	$(PY) tools/openapi_schema.py predict.py:Runner --out .cog/openapi_schema.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" COG_PREDICT_TYPE_STUB=predict.py:Runner PORT=$(PORT) \
+		MALLOC_ARENA_MAX="$${MALLOC_ARENA_MAX:-2}" \
 		$(PY) tools/serve.py --host 127.0.0.1
 
 # The real checkpoint, for `cog build` (needs network access to Hugging Face).

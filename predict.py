@@ -12,11 +12,12 @@ from typing import NotRequired, Optional, TypedDict
 
 from cog import BaseRunner, Input, Path, current_scope
 
-from asr import formats
+from asr import formats, health
 from asr.errors import ASRError
 from asr.languages import CODES, LANGUAGES
 from asr.pipeline import Transcriber
 from asr.types import SubtitleOptions, TranscribeOptions
+from asr.uploads import display_name, forget_parsed_urls, received_file, with_display_name
 
 log = logging.getLogger("predict")
 
@@ -96,11 +97,13 @@ class Runner(BaseRunner):
         """Load the model once ($ASR_MODEL: a Hugging Face name or a .nemo path)."""
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self.transcriber = Transcriber.load()
+        health.mark(running=False)
 
     def run(
         self,
         audio: Path = Input(
-            description="Audio or video file (WAV, MP3, M4A/AAC, FLAC, OGG, Opus, WebM, MP4, MKV, MOV, ...): "
+            description="Audio or video file (WAV, MP3, M4A/AAC, FLAC, OGG, Opus, WebM, MP4, MKV, MOV, ...), "
+            "sent as an http(s) URL or a data URI (paths of files on the server are refused): "
             "any sample rate and channel count; the first audio track of a video is used."
         ),
         source_lang: str = Input(
@@ -124,15 +127,26 @@ class Runner(BaseRunner):
             default=42, ge=10, le=200, description="Longest subtitle line, in characters (two lines per cue)."
         ),
     ) -> Output:
+        health.mark(running=True)
+        forget_parsed_urls()
+        try:
+            return self._run(audio, source_lang, target_lang, pnc, timestamps, max_segment_s, max_line_chars)
+        finally:
+            forget_parsed_urls()
+            health.mark(running=False)
+
+    def _run(self, audio, source_lang, target_lang, pnc, timestamps, max_segment_s, max_line_chars) -> Output:
+        path = received_file(audio)
+        name = display_name(path)
         subtitles = SubtitleOptions(max_segment_s=max_segment_s, max_line_chars=max_line_chars)
         options = TranscribeOptions(
             source_lang=source_lang, target_lang=target_lang, pnc=pnc, timestamps=timestamps,
             subtitles=subtitles,
         )
         try:
-            transcript = self.transcriber.transcribe(str(audio), options)
-        except ASRError:
-            raise  # a message for the user; no traceback needed
+            transcript = self.transcriber.transcribe(str(path), options)
+        except ASRError as e:
+            raise with_display_name(e, path, name)  # a message for the user; no traceback needed
         except Exception:
             traceback.print_exc()  # Cog reports only the message; keep the trace in the server log
             raise

@@ -61,6 +61,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     transcriber = Transcriber.load(args.model, device=args.device, batch_size=args.batch_size)
     with ProgressDisplay(os.path.basename(args.audio)) as progress:
         transcript = transcriber.transcribe(args.audio, options, progress=progress)
+    for warning in transcript.warnings:  # stdout stays the transcript alone, ready to redirect
+        print(f"warning: {warning}", file=sys.stderr)
     if args.format == "text":
         sys.stdout.write(formats.to_text(transcript))
     elif args.format == "json":

@@ -33,3 +33,14 @@ class ModelLoadError(ASRError):
 
 class Stopped(ASRError):
     """Work was stopped because nobody waits for its result any more (cancelled upstream)."""
+
+
+class ServerPathError(InputError):
+    """`audio` named a file on the server instead of sending one (URL or data URI). The message
+    is the same whether or not that file exists, so it tells a caller nothing about the server."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "audio must be sent, not named: give an http(s) URL or a data URI "
+            "(data:audio/mpeg;base64,...); paths of files on the server are not read"
+        )

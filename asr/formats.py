@@ -42,25 +42,28 @@ def balanced_lines(text: str, width: int, max_lines: int) -> list[str]:
 
 
 MIN_CUE_MS = 500
-"""A cue shorter than this is lengthened (up to the next cue's start) so it can be read."""
+"""A cue shorter than this is lengthened (up to the next cue's start, and never past the end of
+the audio) so it can be read."""
 
 
 def iter_cues(
     transcript: Transcript, options: SubtitleOptions | None = None, speaker_prefix: bool = False
 ) -> Iterator[Cue]:
     """One cue per non-empty segment, in order: never starting before the previous cue, lasting
-    at least MIN_CUE_MS where the next cue leaves room, and always at least 1 ms. With
-    `speaker_prefix`, a segment's speaker (`SPEAKER_1: `) is part of the text the lines are
+    at least MIN_CUE_MS where the next cue and the end of the audio leave room, never ending after
+    the audio (a player would show it over black, and editors reject it), and always at least 1 ms.
+    With `speaker_prefix`, a segment's speaker (`SPEAKER_1: `) is part of the text the lines are
     balanced over, so the prefixed lines still respect the width."""
     o = options or SubtitleOptions()
     segments = [(s, " ".join(s.text.split())) for s in transcript.segments]
     segments = [(s, text) for s, text in segments if text]
+    audio_end = max(1, int(transcript.duration_s * 1000))  # floor: a cue never ends after the audio
     last_start = 0
     for index, (seg, text) in enumerate(segments, start=1):
-        start = max(last_start, int(round(seg.start_s * 1000)))
-        end = int(round(seg.end_s * 1000))
+        start = min(max(last_start, int(round(seg.start_s * 1000))), audio_end - 1)
+        end = min(int(round(seg.end_s * 1000)), audio_end)
         next_start = int(round(segments[index][0].start_s * 1000)) if index < len(segments) else None
-        readable = start + MIN_CUE_MS if next_start is None else min(start + MIN_CUE_MS, next_start)
+        readable = min(start + MIN_CUE_MS, audio_end if next_start is None else min(next_start, audio_end))
         end = max(end, readable, start + 1)
         last_start = start
         shown = f"{seg.speaker}: {text}" if speaker_prefix and seg.speaker else text

@@ -352,6 +352,9 @@ class Transcript:
     speech_s: float
     model: str
     timestamps: bool
+    warnings: tuple[str, ...] = ()
+    """Short sentences on what was done to the input that a user would want to know (damaged
+    packets skipped, a channel left out, ...); empty when nothing happened."""
     timings_s: dict = field(default_factory=dict, compare=False)
     speakers: tuple[Speaker, ...] | None = None
     """Set only with diarization, in order of first appearance."""
@@ -367,4 +370,5 @@ class Transcript:
             "duration_s": round(self.duration_s, 3),
             "speech_s": round(self.speech_s, 3),
             "model": self.model,
+            "warnings": list(self.warnings),
         } | ({} if self.speakers is None else {"speakers": [k.to_dict() for k in self.speakers]})

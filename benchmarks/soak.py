@@ -1,6 +1,10 @@
 """Soak: many predictions through the real server (`make serve`, tiny model), watching for leaks.
 
     .venv/bin/python benchmarks/soak.py [--predictions 200]
+    .venv/bin/python benchmarks/soak.py --hostile [--predictions 20]
+
+With --hostile, the hostile corpus of tests/test_hostile.py goes first (one request per case, the
+worker's RSS printed after each, so the case that grows it stands out), then the normal rotation.
 
 Prints, after a short warm-up and again at the end: the resident memory of the server and its
 worker, the worker's open file descriptors, the number of entries in the server's private temp
@@ -72,10 +76,32 @@ def _cmd(pid: int) -> str:
         return ""
 
 
+def run_hostile(server, tmpdir: Path, work: Path) -> None:
+    """Each case of the hostile corpus once, with the worker's RSS after it."""
+    from tests.media import load_reference
+    from tests.test_hostile import CASES
+
+    ctx = {"jfk": load_reference("jfk.flac"), "shared": SHARED_AUDIO, "loopback": "http://127.0.0.1:9"}
+    cases = work / "hostile"
+    cases.mkdir()
+    before = snapshot(server, tmpdir)["worker_rss_mb"]
+    for case in CASES:
+        path = case.make(cases, ctx)
+        uri = "data:application/octet-stream;base64," + base64.b64encode(path.read_bytes()).decode()
+        status, body = server.predict(audio=uri, source_lang="en")
+        time.sleep(0.3)
+        rss = snapshot(server, tmpdir)["worker_rss_mb"]
+        print(f"  {case.name:28} {body.get('status')!s:10} worker RSS {rss:7.1f} MB ({rss - before:+6.1f})",
+              flush=True)
+        before = rss
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--predictions", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=24, help="predictions before the first snapshot")
+    ap.add_argument("--hostile", action="store_true",
+                    help="start right after start-up, run the hostile corpus first, then the predictions")
     args = ap.parse_args()
     model = ensure_tiny_model()
     with tempfile.TemporaryDirectory() as work:
@@ -104,11 +130,19 @@ def main() -> int:
                         print(f"  after {i + 1:4d}: worker RSS {snap['worker_rss_mb']:7.1f} MB, "
                               f"open files {snap['worker_open_files']}", flush=True)
 
-            run(args.warmup)
-            time.sleep(1)
-            start = snapshot(server, tmpdir)
-            t0 = time.perf_counter()
-            run(args.predictions, report=True)
+            if args.hostile:
+                run(1)  # the first request loads lazy imports; measure from after it
+                time.sleep(1)
+                start = snapshot(server, tmpdir)
+                t0 = time.perf_counter()
+                run_hostile(server, tmpdir, work)
+                run(args.predictions, report=True)
+            else:
+                run(args.warmup)
+                time.sleep(1)
+                start = snapshot(server, tmpdir)
+                t0 = time.perf_counter()
+                run(args.predictions, report=True)
             elapsed = time.perf_counter() - t0
             time.sleep(1)
             end = snapshot(server, tmpdir)

@@ -110,7 +110,8 @@ class Server:
 
 def start_server(tiny_model: Path, log_path: Path, env: dict | None = None) -> Server:
     port = free_port()
-    full_env = dict(os.environ, ASR_MODEL=str(tiny_model), PORT=str(port), **(env or {}))
+    full_env = dict(os.environ, ASR_MODEL=str(tiny_model), PORT=str(port),
+                    ASR_ACTIVITY_FILE=str(log_path.parent / "activity.json"), **(env or {}))
     log = open(log_path, "w")
     proc = subprocess.Popen(["make", "--no-print-directory", "serve"], cwd=ROOT, env=full_env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

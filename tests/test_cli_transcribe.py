@@ -27,7 +27,7 @@ def test_json_output_with_timestamps(tiny_model, shared_audio):
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
     assert {"text", "segments", "source_lang", "target_lang", "task", "duration_s", "speech_s",
-            "model", "srt", "vtt"} == set(out)
+            "model", "warnings", "srt", "vtt"} == set(out)
     assert (out["task"], out["source_lang"], out["target_lang"]) == ("translate", "es", "en")
     assert out["vtt"].startswith("WEBVTT")
 

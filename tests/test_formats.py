@@ -101,3 +101,17 @@ def test_json_contract_includes_subtitles_only_with_timestamps():
 def test_text_output():
     buf = io.StringIO(formats.to_text(EDGE))
     assert buf.getvalue().endswith("\n") and buf.getvalue().startswith("Ask not")
+
+
+def test_no_cue_ends_after_the_audio():
+    """The last cue's readable minimum (and a segment the model ends late) stop at the audio's end;
+    a cue that starts in the audio's last millisecond still lasts 1 ms inside it."""
+    segs = (Segment(0.0, 0.1, "Hi."), Segment(1.8, 2.2, "Bye."), Segment(2.4, 2.6, "Late."))
+    t = Transcript(text="", segments=segs, source_lang="en", target_lang="en", task="transcribe",
+                   duration_s=2.5, speech_s=1.0, model="test", timestamps=True)
+    cues = list(formats.iter_cues(t))
+    assert [(c.start_ms, c.end_ms) for c in cues] == [(0, 500), (1800, 2300), (2400, 2500)]
+    edge = Transcript(text="", segments=(Segment(2.5, 2.5, "End."),), source_lang="en", target_lang="en",
+                      task="transcribe", duration_s=2.5, speech_s=1.0, model="test", timestamps=True)
+    assert [(c.start_ms, c.end_ms) for c in formats.iter_cues(edge)] == [(2499, 2500)]
+    assert "00:00:02,500\nLate." in formats.SRTWriter().to_string(t)

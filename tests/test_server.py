@@ -49,6 +49,7 @@ def test_transcribe_data_uri(server, shared_audio):
             assert set(w) == {"start", "end", "word"}
             assert s["start"] <= w["start"] <= w["end"] <= s["end"]
     assert out["srt"].startswith("1\n00:00:0") and out["vtt"].startswith("WEBVTT\n\n")
+    assert out["warnings"] == []  # a clean recording: nothing was done to it worth saying
     metrics = body["metrics"]
     assert metrics["audio_s"] == pytest.approx(11.0, abs=0.01)
     assert 0 < metrics["speech_s"] <= metrics["audio_s"]

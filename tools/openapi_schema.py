@@ -8,6 +8,10 @@ Cog's Python inspector passes TypedDicts in outputs through as plain objects; `c
 generator describes their fields, and `describe()` here does the same, so /openapi.json tells a
 reader or a client generator the shape of each segment, word and speaker in both.
 
+Optional inputs accept an explicit null (`"target_lang": null`), written as JSON Schema type lists
+(hence OpenAPI 3.1). Unknown input names cannot be refused here: coglet 0.23.1 strips them, with a
+log line, before it validates (an `additionalProperties: false` is never seen).
+
     python tools/openapi_schema.py [predict.py:Runner] [--out .cog/openapi_schema.json]
 """
 
@@ -75,12 +79,18 @@ def build_schema(ref: str) -> dict:
                 prop[key] = value
         if field.default is None and field.type.repetition.name in ("REQUIRED", "REPEATED"):
             required.append(name)
+        if field.type.repetition.name == "OPTIONAL":
+            # `Optional[T]`: an explicit null means "not given". coglet validates with a JSON Schema
+            # validator that ignores OpenAPI 3.0's `nullable`, so null must be in the type itself.
+            prop["type"] = [prop["type"], "null"]
+            if "enum" in prop:
+                prop["enum"] = [*prop["enum"], None]
         properties[name] = prop
     inputs = {"type": "object", "title": "Input", "properties": properties}
     if required:
         inputs["required"] = required
     return {
-        "openapi": "3.0.2",
+        "openapi": "3.1.0",
         "info": {"title": "Cog", "version": "0.1.0"},
         "paths": {},
         "components": {"schemas": {"Input": inputs, "Output": output_schema(info, _output_class(module, cls))}},
