@@ -21,11 +21,9 @@ def _segment(args: argparse.Namespace) -> int:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from . import formats
-    from .languages import resolve_pair
     from .pipeline import Transcriber
     from .types import SubtitleOptions, TranscribeOptions
 
-    resolve_pair(args.source_lang, args.target_lang)  # a bad pair fails before the model loads
     timestamps = args.timestamps or args.format in ("srt", "vtt")
     subtitles = SubtitleOptions(max_segment_s=args.max_segment_s, max_line_chars=args.max_line_chars)
     options = TranscribeOptions(
@@ -44,9 +42,9 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from .engine import build_tiny_model
+    from .testing import build
 
-    path = build_tiny_model(args.out, seed=args.seed)
+    path = build(args.kind, args.out, seed=args.seed)
     print(path)
     return 0
 
@@ -70,15 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--timestamps", action="store_true",
                     help="word and segment timestamps (implied by --format srt|vtt)")
     tr.add_argument("--format", choices=["text", "json", "srt", "vtt"], default="text")
-    tr.add_argument("--model", default=None, help="Hugging Face name or .nemo path (default: $ASR_MODEL)")
+    tr.add_argument("--model", default=None,
+                    help="Hugging Face name or .nemo path of the model to load and use "
+                    "(default: the first of $ASR_MODEL, else nvidia/canary-1b-v2)")
     tr.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
     tr.add_argument("--batch-size", type=int, default=None, help="chunks per model call")
     tr.add_argument("--max-segment-s", type=float, default=7.0, help="longest subtitle cue (seconds)")
     tr.add_argument("--max-line-chars", type=int, default=42, help="longest subtitle line (characters)")
     tr.set_defaults(func=_transcribe)
 
-    tiny = sub.add_parser("tiny-model", help="write a small random-weight model with Canary-1B-v2's structure")
+    from .testing import KINDS  # names only: the builders import NeMo when run
+
+    tiny = sub.add_parser("tiny-model", help="write a small random-weight model with a real checkpoint's structure")
     tiny.add_argument("out", help="output .nemo path")
+    tiny.add_argument("--kind", choices=list(KINDS), default="canary",
+                      help="model family: canary (EncDecMultiTaskModel, the default), parakeet-tdt, ctc")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny_model)
     return parser

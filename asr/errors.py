@@ -33,3 +33,7 @@ class ModelLoadError(ASRError):
 
 class Stopped(ASRError):
     """Work was stopped because nobody waits for its result any more (cancelled upstream)."""
+
+
+class UnknownModelError(InputError):
+    """A request named a model that is not loaded (ASR_MODEL lists the loaded ones)."""
