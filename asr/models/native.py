@@ -37,6 +37,19 @@ def config_languages(model) -> frozenset[str]:
     return frozenset(str(c).lower() for c in declared if str(c).lower() in NAMES)
 
 
+def _compute_timestamps(model) -> None:
+    """Turn on NeMo's timestamp computation once at load; `transcribe(timestamps=True)` would
+    otherwise rebuild the decoder on the first call."""
+    from omegaconf import open_dict
+
+    if model.cfg.decoding.get("compute_timestamps", None) is True:
+        return
+    with open_dict(model.cfg.decoding):
+        model.cfg.decoding.compute_timestamps = True
+    with runtime.quiet_nemo():
+        model.change_decoding_strategy(model.cfg.decoding, verbose=False)
+
+
 class NativeTimestampModel:
     """A model whose `transcribe(arrays, timestamps=True, return_hypotheses=True)` gives word and
     segment offsets in seconds (transducers, CTC)."""
@@ -49,6 +62,7 @@ class NativeTimestampModel:
         self.name = name
         self.device = device
         self.batch_size = batch_size or runtime.default_batch_size(device)
+        _compute_timestamps(model)
         langs = frozenset(languages or config_languages(model))
         self.capabilities = Capabilities(
             languages=langs, picks_language=len(langs) != 1, translation_pairs=frozenset(),
@@ -65,7 +79,7 @@ class NativeTimestampModel:
             return []
         batch = pad_short(audios)
         # Timestamps always on: switching them per call rebuilds NeMo's decoder each time.
-        with runtime.autocast(self.device), torch.inference_mode():
+        with runtime.autocast(self.device), torch.inference_mode(), runtime.quiet_nemo():
             out = self.model.transcribe(batch, batch_size=len(batch), return_hypotheses=True,
                                         timestamps=True, num_workers=0, verbose=False)
         if isinstance(out, tuple):  # (best, n-best) from some decoders
