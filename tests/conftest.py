@@ -41,7 +41,7 @@ def frontend():
 
 
 # ------------------------------------------------------------------------------------------
-# The tiny Canary-shaped model, and the real Cog HTTP server running it.
+# The tiny models (Canary-, Parakeet-TDT- and CTC-shaped), and the real Cog HTTP server.
 # ------------------------------------------------------------------------------------------
 
 from tests.service import ensure_tiny_model, start_server, stop_server  # noqa: E402
@@ -51,6 +51,16 @@ from tests.service import ensure_tiny_model, start_server, stop_server  # noqa: 
 def tiny_model() -> Path:
     """Built with `python -m asr tiny-model` (cached under .cache, keyed by the builder's source)."""
     return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_parakeet() -> Path:
+    return ensure_tiny_model("parakeet-tdt")
+
+
+@pytest.fixture(scope="session")
+def tiny_ctc() -> Path:
+    return ensure_tiny_model("ctc")
 
 
 @pytest.fixture(scope="session")

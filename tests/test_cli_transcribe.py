@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from asr.engine import TINY_PHRASE
+from asr.testing.canary import TINY_PHRASE
 from tests.conftest import ROOT
 
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from asr.engine import TINY_PHRASE
+from asr.testing.canary import TINY_PHRASE
 from tests.media import RECIPES, write_media
 
 CONTRACT = {"text", "segments", "source_lang", "target_lang", "task", "duration_s", "speech_s", "model", "srt", "vtt"}

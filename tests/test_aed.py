@@ -1,4 +1,4 @@
-"""The model layer with the tiny Canary-shaped model: loading, prompts, batches, timestamps."""
+"""The Canary (AED) adapter with the tiny Canary-shaped model: loading, prompts, batches, timestamps."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from asr.engine import TINY_PHRASE, load
 from asr.errors import ModelLoadError
+from asr.models import load_models
+from asr.testing.canary import TINY_PHRASE
 from asr.types import SAMPLE_RATE, Request
 
 from tests.conftest import ROOT
@@ -17,7 +18,7 @@ from tests.conftest import ROOT
 
 @pytest.fixture(scope="module")
 def engine(transcriber):
-    return transcriber.engine
+    return transcriber.models.default
 
 
 def test_tiny_model_has_canary_structure(engine):
@@ -35,7 +36,10 @@ def test_tiny_model_has_canary_structure(engine):
         assert tok.token_to_id(special) > 0
     assert tok.pad == 2 and tok.eos == 3 and tok.bos == 4  # as in Canary-1B-v2
     assert type(model.timestamps_asr_model).__name__ == "EncDecCTCModelBPE"
-    assert engine.info.has_timestamp_model
+    caps = engine.capabilities
+    assert caps.timestamps == "aligner" and caps.word_timestamps and caps.needs_prompt
+    assert caps.languages == frozenset(CODES)  # read from the tokenizer's language tokens
+    assert ("en", "de") in caps.translation_pairs and ("de", "fr") not in caps.translation_pairs
 
 
 def test_batch_keeps_order_and_pads_short_chunks(engine):
@@ -83,15 +87,15 @@ def test_no_timestamps_means_no_alignment(engine):
 
 def test_missing_model_file_names_asr_model(tmp_path):
     with pytest.raises(ModelLoadError) as e:
-        load(str(tmp_path / "nope.nemo"), device="cpu")
+        load_models(str(tmp_path / "nope.nemo"), device="cpu")
     assert "ASR_MODEL" in str(e.value) and "nope.nemo" in str(e.value)
 
 
 def test_unreachable_hub_names_asr_model():
     """Without weights and without network, loading fails fast with a message naming ASR_MODEL."""
     code = (
-        "import sys; from asr.engine import load; from asr.errors import ModelLoadError\n"
-        "try:\n    load('nvidia/canary-1b-v2', device='cpu')\n"
+        "import sys; from asr.models import load_models; from asr.errors import ModelLoadError\n"
+        "try:\n    load_models('nvidia/canary-1b-v2', device='cpu')\n"
         "except ModelLoadError as e:\n    print(e); sys.exit(3)\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home", "PATH": "/usr/bin:/bin"}
