@@ -104,8 +104,9 @@ class ModelSet:
         return len(self._models)
 
     def get(self, name: str | None = None) -> SpeechModel:
-        """The model called `name` (its ASR_MODEL entry, or for a .nemo path its file name with or
-        without `.nemo`); None or "" means the default."""
+        """The model called `name`: its ASR_MODEL entry, or the entry's last part (a Hugging Face
+        name without the organisation; a .nemo file's name, with or without `.nemo`). None or ""
+        means the default."""
         if name is None or not str(name).strip():
             return self.default
         want = str(name).strip()
@@ -113,7 +114,7 @@ class ModelSet:
             return self._models[want]
         for key, model in self._models.items():
             p = Path(key)
-            if want in (p.name, p.stem) or (p.suffix == ".nemo" and want == p.name):
+            if want == p.name or (p.suffix == ".nemo" and want == p.stem):
                 return model
         raise UnknownModelError(f"model '{name}' is not loaded; loaded: {', '.join(self.short_names)}")
 
