@@ -21,8 +21,14 @@ def _segment(args: argparse.Namespace) -> int:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from . import formats
+    from .languages import ALL_CODES, normalise_code
     from .pipeline import Transcriber
     from .types import SubtitleOptions, TranscribeOptions
+
+    # an unknown code fails before a model loads; what each model accepts is checked after
+    normalise_code(args.source_lang, "source_lang", ALL_CODES)
+    if args.target_lang:
+        normalise_code(args.target_lang, "target_lang", ALL_CODES)
 
     timestamps = args.timestamps or args.format in ("srt", "vtt")
     subtitles = SubtitleOptions(max_segment_s=args.max_segment_s, max_line_chars=args.max_line_chars)

@@ -17,12 +17,12 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def engine(transcriber):
+def canary(transcriber):
     return transcriber.models.default
 
 
-def test_tiny_model_has_canary_structure(engine):
-    model = engine.model
+def test_tiny_model_has_canary_structure(canary):
+    model = canary.model
     assert type(model).__name__ == "EncDecMultiTaskModel"
     assert model.prompt.NAME == "canary2"
     assert model.cfg.preprocessor.features == 128
@@ -36,17 +36,17 @@ def test_tiny_model_has_canary_structure(engine):
         assert tok.token_to_id(special) > 0
     assert tok.pad == 2 and tok.eos == 3 and tok.bos == 4  # as in Canary-1B-v2
     assert type(model.timestamps_asr_model).__name__ == "EncDecCTCModelBPE"
-    caps = engine.capabilities
+    caps = canary.capabilities
     assert caps.timestamps == "aligner" and caps.word_timestamps and caps.needs_prompt
     assert caps.languages == frozenset(CODES)  # read from the tokenizer's language tokens
     assert ("en", "de") in caps.translation_pairs and ("de", "fr") not in caps.translation_pairs
 
 
-def test_batch_keeps_order_and_pads_short_chunks(engine):
+def test_batch_keeps_order_and_pads_short_chunks(canary):
     rng = np.random.default_rng(0)
     lengths_s = [3.0, 0.3, 19.9, 1.0]
     audios = [(0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in lengths_s]
-    results = engine.transcribe(audios, Request("en", "en", pnc=True, timestamps=True))
+    results = canary.transcribe(audios, Request("en", "en", pnc=True, timestamps=True))
     assert len(results) == len(audios)
     for r, seconds in zip(results, lengths_s):
         assert r.text == TINY_PHRASE
@@ -56,16 +56,16 @@ def test_batch_keeps_order_and_pads_short_chunks(engine):
         assert [s.text for s in r.segments] == ["Hello world!", "The quick brown fox."]
 
 
-def test_single_item_batch_is_not_merged(engine):
+def test_single_item_batch_is_not_merged(canary):
     audio = np.zeros(SAMPLE_RATE * 2, np.float32)
-    assert len(engine.transcribe([audio], Request("en", "en"))) == 1
-    assert engine.transcribe([], Request("en", "en")) == []
+    assert len(canary.transcribe([audio], Request("en", "en"))) == 1
+    assert canary.transcribe([], Request("en", "en")) == []
 
 
-def test_prompt_carries_the_task(engine, monkeypatch):
+def test_prompt_carries_the_task(canary, monkeypatch):
     """The languages and pnc reach NeMo's canary2 prompt as its special tokens."""
     seen = []
-    model = engine.model
+    model = canary.model
     original = model.prompt.encode_dialog
 
     def spy(turns, *a, **kw):
@@ -74,14 +74,14 @@ def test_prompt_carries_the_task(engine, monkeypatch):
         return out
 
     monkeypatch.setattr(model.prompt, "encode_dialog", spy)
-    engine.transcribe([np.zeros(SAMPLE_RATE, np.float32)], Request("de", "en", pnc=False, timestamps=False))
+    canary.transcribe([np.zeros(SAMPLE_RATE, np.float32)], Request("de", "en", pnc=False, timestamps=False))
     tokens = seen[-1]
     assert tokens.index("<|de|>") < tokens.index("<|en|>")
     assert "<|nopnc|>" in tokens and "<|notimestamp|>" in tokens
 
 
-def test_no_timestamps_means_no_alignment(engine):
-    r = engine.transcribe([np.zeros(SAMPLE_RATE * 2, np.float32)], Request("en", "en", timestamps=False))[0]
+def test_no_timestamps_means_no_alignment(canary):
+    r = canary.transcribe([np.zeros(SAMPLE_RATE * 2, np.float32)], Request("en", "en", timestamps=False))[0]
     assert r.text == TINY_PHRASE and r.words == () and r.segments == ()
 
 
