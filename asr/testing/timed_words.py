@@ -66,13 +66,16 @@ def frame_vectors(model, num_frames: int):
         audio = torch.zeros(1, n)
         feats, feat_len = model.preprocessor(input_signal=audio, length=torch.tensor([n]))
         enc, enc_len = model.encoder(audio_signal=feats, length=feat_len)
-    assert int(enc_len[0]) >= num_frames, (int(enc_len[0]), num_frames)
+    if int(enc_len[0]) < num_frames:
+        raise ValueError(f"the encoder gave {int(enc_len[0])} frames, fewer than {num_frames}")
     return enc[0, :, :num_frames].T.clone()  # NeMo's encoder output is (B, d, T)
 
 
 def detector_weights(vectors, frames: list[int], gain: float = 60.0):
     """(weights (n, d), biases (n,)) so that `weights @ E[t] + bias` is positive only at t = frames[i]
     for detector i (and clearly negative elsewhere). Raises if some frame is not separable."""
+    import torch
+
     E = vectors / vectors.norm(dim=1, keepdim=True)
     weights, biases = [], []
     for f in frames:
@@ -85,18 +88,4 @@ def detector_weights(vectors, frames: list[int], gain: float = 60.0):
         scale = gain / margin
         weights.append(scale * E[f] / vectors[f].norm())
         biases.append(-scale * (1.0 - margin / 2))
-    import torch
-
     return torch.stack(weights), torch.tensor(biases)
-
-
-def check_margin(vectors, frames) -> float:
-    E = vectors / vectors.norm(dim=1, keepdim=True)
-    worst = 1.0
-    for f in frames:
-        sims = E @ E[f]
-        sims[f] = -1
-        worst = min(worst, 1.0 - float(sims.max()))
-    return worst
-
-
