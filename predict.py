@@ -14,14 +14,14 @@ from cog import BaseRunner, Input, Path, current_scope
 
 from asr import formats, health
 from asr.errors import ASRError
-from asr.languages import CODES, LANGUAGES
+from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
 from asr.types import SubtitleOptions, TranscribeOptions
 from asr.uploads import display_name, forget_parsed_urls, received_file, with_display_name
 
 log = logging.getLogger("predict")
 
-_LANGS = ", ".join(f"{c} ({LANGUAGES[c]})" for c in CODES)
+_LANGS = ", ".join(f"{c} ({NAMES[c]})" for c in ALL_CODES)
 
 
 # The output's shape, for /openapi.json and client generators. The values are Transcript.to_dict()'s
@@ -94,7 +94,7 @@ def to_output(contract: dict) -> Output:
 
 class Runner(BaseRunner):
     def setup(self) -> None:
-        """Load the model once ($ASR_MODEL: a Hugging Face name or a .nemo path)."""
+        """Load every model once ($ASR_MODEL: comma-separated Hugging Face names or .nemo paths)."""
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self.transcriber = Transcriber.load()
         health.mark(running=False)
@@ -107,13 +107,21 @@ class Runner(BaseRunner):
             "any sample rate and channel count; the first audio track of a video is used."
         ),
         source_lang: str = Input(
-            default="en", choices=list(CODES), description=f"Language spoken in the audio: {_LANGS}."
+            default="en", choices=list(ALL_CODES),
+            description=f"Language spoken in the audio: {_LANGS}. Each model accepts its own subset "
+            "(Canary-1B-v2: 25 European languages); others fail with a message naming what it accepts.",
         ),
         target_lang: Optional[str] = Input(
             default=None,
-            choices=list(CODES),
+            choices=list(ALL_CODES),
             description="Language of the output. Omit (or give the source language) to transcribe; "
-            "English to any other language, or any other language to English, to translate.",
+            "with Canary, English to any other language, or any other language to English, to translate. "
+            "Parakeet and CTC models do not translate.",
+        ),
+        model: Optional[str] = Input(
+            default=None,
+            description="Which loaded model runs (ASR_MODEL lists them): its Hugging Face name, or a .nemo "
+            "file's name without .nemo. Omit for the first. An unknown name fails listing the loaded ones.",
         ),
         pnc: bool = Input(default=True, description="Punctuation and capitalisation."),
         timestamps: bool = Input(
@@ -141,7 +149,7 @@ class Runner(BaseRunner):
         subtitles = SubtitleOptions(max_segment_s=max_segment_s, max_line_chars=max_line_chars)
         options = TranscribeOptions(
             source_lang=source_lang, target_lang=target_lang, pnc=pnc, timestamps=timestamps,
-            subtitles=subtitles,
+            subtitles=subtitles, model=model,
         )
         try:
             transcript = self.transcriber.transcribe(str(path), options)

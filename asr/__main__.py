@@ -42,15 +42,17 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     from . import formats
     from .inputs import input_values
-    from .languages import resolve_pair
+    from .languages import ALL_CODES, normalise_code
     from .pipeline import Transcriber
     from .progress import ProgressDisplay
     from .types import SubtitleOptions, TranscribeOptions
 
     values = input_values(args, args.input_specs)
     values["timestamps"] = _timestamps(args)
-    if values.get("source_lang") != "auto":
-        resolve_pair(values.get("source_lang"), values.get("target_lang"))  # a bad pair fails before the model loads
+    # an unknown code fails before a model loads; what each model accepts is checked after
+    for key in ("source_lang", "target_lang"):
+        if values.get(key) not in (None, "", "auto"):
+            normalise_code(values[key], key, ALL_CODES)
     sub_fields = {f.name for f in dataclasses.fields(SubtitleOptions)}
     subtitles = SubtitleOptions(**{k: values.pop(k) for k in list(values) if k in sub_fields})
     opt_fields = {f.name for f in dataclasses.fields(TranscribeOptions)}
@@ -94,9 +96,9 @@ def _client(args: argparse.Namespace) -> int:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from .engine import build_tiny_model
+    from .testing import build
 
-    path = build_tiny_model(args.out, seed=args.seed)
+    path = build(args.kind, args.out, seed=args.seed)
     print(path)
     return 0
 
@@ -121,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("audio", help="path to an audio or video file")
     tr.add_argument("--format", choices=formats, default="text",
                     help="what to print (default: text; text alone skips timestamps unless --timestamps)")
-    tr.add_argument("--model", default=None, help="Hugging Face name or .nemo path (default: $ASR_MODEL)")
+    tr.add_argument("--model", default=None,
+                    help="Hugging Face name or .nemo path of the model to load and use "
+                    "(default: the first of $ASR_MODEL, else nvidia/canary-1b-v2)")
     tr.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
     tr.add_argument("--batch-size", type=int, default=None, help="chunks per model call")
     tr.set_defaults(func=_transcribe, input_specs=add_input_flags(tr, specs))
@@ -139,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the server's request size limit (Cog: %(default)s); larger files need a URL")
     cl.set_defaults(func=_client, input_specs=add_input_flags(cl, specs))
 
-    tiny = sub.add_parser("tiny-model", help="write a small random-weight model with Canary-1B-v2's structure")
+    from .testing import KINDS  # names only: the builders import NeMo when run
+
+    tiny = sub.add_parser("tiny-model", help="write a small random-weight model with a real checkpoint's structure")
     tiny.add_argument("out", help="output .nemo path")
+    tiny.add_argument("--kind", choices=list(KINDS), default="canary",
+                      help="model family: canary (EncDecMultiTaskModel, the default), parakeet-tdt, ctc")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny_model)
     return parser

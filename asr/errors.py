@@ -44,3 +44,7 @@ class ServerPathError(InputError):
             "audio must be sent, not named: give an http(s) URL or a data URI "
             "(data:audio/mpeg;base64,...); paths of files on the server are not read"
         )
+
+
+class UnknownModelError(InputError):
+    """A request named a model that is not loaded (ASR_MODEL lists the loaded ones)."""

@@ -1,7 +1,12 @@
-"""Canary-1B-v2's 25 languages and the (source, target) pairs it supports.
+"""Language codes and their names, and Canary's (source, target) pair rule.
 
-Speech recognition works in every language (X -> X). Translation works from English to each other
-language and from each other language to English; no other pair (model card, NeMo 3.0).
+`NAMES` is the table every message uses (ISO 639-1 code -> English name); it covers the languages
+NeMo's public speech models transcribe. What a particular model accepts is not decided here: it is
+read from the checkpoint (see `asr.models.Capabilities`). `LANGUAGES`/`CODES` stay Canary-1B-v2's
+25 languages, the default model's set.
+
+Canary's rule: speech recognition in every language (X -> X); translation from English to each
+other language and from each other language to English; no other pair (model card, NeMo 3.0).
 """
 
 from __future__ import annotations
@@ -18,23 +23,44 @@ LANGUAGES: dict[str, str] = {
 CODES: tuple[str, ...] = tuple(sorted(LANGUAGES))
 PIVOT = "en"
 
+NAMES: dict[str, str] = {
+    **LANGUAGES,
+    "ar": "Arabic", "be": "Belarusian", "bn": "Bengali", "ca": "Catalan", "cy": "Welsh",
+    "eu": "Basque", "fa": "Persian", "ga": "Irish", "gl": "Galician", "gu": "Gujarati",
+    "he": "Hebrew", "hi": "Hindi", "hy": "Armenian", "id": "Indonesian", "is": "Icelandic",
+    "ja": "Japanese", "ka": "Georgian", "kk": "Kazakh", "kn": "Kannada", "ko": "Korean",
+    "ml": "Malayalam", "mr": "Marathi", "ms": "Malay", "no": "Norwegian", "or": "Odia",
+    "pa": "Punjabi", "rw": "Kinyarwanda", "sr": "Serbian", "sw": "Swahili", "ta": "Tamil",
+    "te": "Telugu", "th": "Thai", "tr": "Turkish", "ur": "Urdu", "uz": "Uzbek",
+    "vi": "Vietnamese", "zh": "Chinese",
+}
+"""Every code a request may name (the union offered as `source_lang` choices)."""
+ALL_CODES: tuple[str, ...] = tuple(sorted(NAMES))
 
-def normalise_code(code: str | None, what: str) -> str:
-    """Lower-case, trimmed ISO 639-1 code; a clear error for anything Canary does not know."""
+
+def describe(codes) -> str:
+    """'de (German), en (English)' for messages."""
+    return ", ".join(f"{c} ({NAMES.get(c, c)})" for c in sorted(codes))
+
+
+def normalise_code(code: str | None, what: str, accepted=None) -> str:
+    """Lower-case, trimmed ISO 639-1 code; a clear error for anything not in `accepted`
+    (default: Canary's 25)."""
+    accepted = CODES if accepted is None else tuple(sorted(accepted))
     if code is None or not str(code).strip():
-        raise LanguageError(f"{what} is required; accepted: {', '.join(CODES)}")
+        raise LanguageError(f"{what} is required; accepted: {', '.join(accepted)}")
     c = str(code).strip().lower().replace("_", "-")
-    if c not in LANGUAGES:
+    if c not in accepted:
         base = c.split("-")[0]
-        hint = f" (did you mean '{base}'?)" if base in LANGUAGES else ""
+        hint = f" (did you mean '{base}'?)" if base in accepted else ""
         raise LanguageError(
-            f"{what} '{code}' is not supported{hint}; accepted: {', '.join(CODES)}"
+            f"{what} '{code}' is not supported{hint}; accepted: {', '.join(accepted)}"
         )
     return c
 
 
 def resolve_pair(source_lang: str | None, target_lang: str | None) -> tuple[str, str, str]:
-    """(source, target, task) for a request; an omitted target means transcription."""
+    """(source, target, task) for Canary-1B-v2; an omitted target means transcription."""
     src = normalise_code(source_lang, "source_lang")
     tgt = src if target_lang is None or not str(target_lang).strip() else normalise_code(target_lang, "target_lang")
     if src == tgt:
@@ -46,3 +72,10 @@ def resolve_pair(source_lang: str | None, target_lang: str | None) -> tuple[str,
             f"translate {src} -> en, or transcribe with target_lang={src}"
         )
     return src, tgt, "translate"
+
+
+def pivot_pairs(codes) -> frozenset[tuple[str, str]]:
+    """Canary's translation pairs over `codes`: English <-> each other language."""
+    if PIVOT not in codes:
+        return frozenset()
+    return frozenset(p for c in codes if c != PIVOT for p in ((PIVOT, c), (c, PIVOT)))

@@ -1,7 +1,7 @@
 """`Transcriber`: the front end, then the model, then a Transcript on the original timeline.
 
 Chunks stream out of the front end while the file is still being decoded; they are sent to the
-model in batches of `engine.batch_size`, each batch sorted by duration (less padding), so the
+model in batches of the chosen model's `batch_size`, each batch sorted by duration (less padding), so the
 model starts before decoding ends. Progress goes to the log (at most every 5 s, and at the end)
 and to an optional callback after every batch.
 """
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .frontend import FrontEnd, Progress
-from .languages import resolve_pair
 from .segments import build_segments, join_text
 from .types import Chunk, ChunkResult, PreparedChunk, Request, TranscribeOptions, Transcript
 
@@ -48,18 +47,26 @@ class Timings:
 
 
 class Transcriber:
-    """Built once (model loaded) and then used for every request."""
+    """Built once (models loaded) and then used for every request; `options.model` picks one."""
 
-    def __init__(self, engine, frontend: FrontEnd | None = None):
-        self.engine = engine
+    def __init__(self, models, frontend: FrontEnd | None = None):
+        self.models = models
+        """An `asr.models.ModelSet` (or anything with its `get`, `release`)."""
         self.frontend = frontend or FrontEnd()
         fix_mmap_threshold()
 
     @classmethod
     def load(cls, model: str | None = None, device: str | None = None, batch_size: int | None = None) -> "Transcriber":
-        from . import engine as engine_module
+        """`model`: an ASR_MODEL-style list (default: $ASR_MODEL, else nvidia/canary-1b-v2)."""
+        from .models import load_models
 
-        return cls(engine_module.load(model, device=device, batch_size=batch_size))
+        return cls(load_models(model, device=device, batch_size=batch_size))
+
+    def check(self, options: TranscribeOptions):
+        """(model, source, target, task) for a request, or the user's error, before any work."""
+        model = self.models.get(options.model)
+        source, target, task = model.capabilities.resolve(options.source_lang, options.target_lang, model.name)
+        return model, source, target, task
 
     def transcribe(self, audio: str | os.PathLike, options: TranscribeOptions,
                    progress: Progress | None = None) -> Transcript:
@@ -71,14 +78,14 @@ class Transcriber:
             # The traceback holds the finished frames (NeMo's among them) and their tensors;
             # clear their locals so the memory can really go back before we release it.
             traceback.clear_frames(e.__traceback__)
-            self.engine.release()
+            self.models.release()
             raise
         finally:
             release_memory()
 
     def _transcribe(self, audio: str | os.PathLike, options: TranscribeOptions,
                     progress: Progress | None) -> Transcript:
-        source, target, task = resolve_pair(options.source_lang, options.target_lang)  # fail before any work
+        model, source, target, task = self.check(options)  # fail before any work
         request = Request(source_lang=source, target_lang=target, pnc=options.pnc, timestamps=options.timestamps)
         name = os.path.basename(os.fspath(audio))
         timings = Timings()
@@ -92,7 +99,7 @@ class Transcriber:
             nonlocal last_log
             batch = sorted(batch, key=lambda c: c.samples.size, reverse=True)
             t = time.perf_counter()
-            out = self.engine.transcribe([c.samples for c in batch], request)
+            out = model.transcribe([c.samples for c in batch], request)
             timings.model_s += time.perf_counter() - t
             timings.batches += 1
             results.extend(zip((c.chunk for c in batch), out, strict=True))
@@ -106,7 +113,7 @@ class Transcriber:
                          f"/{total}" if total else "", task, now - start)
 
         # closing(): on an error or Cog's cancel the front end stops now, not when garbage is collected
-        with contextlib.closing(prefetch(run, depth=2 * self.engine.batch_size)) as chunks:
+        with contextlib.closing(prefetch(run, depth=2 * model.batch_size)) as chunks:
             while True:
                 t = time.perf_counter()
                 chunk = next(chunks, None)
@@ -114,7 +121,7 @@ class Transcriber:
                 if chunk is None:
                     break
                 pending.append(chunk)
-                if len(pending) >= self.engine.batch_size:
+                if len(pending) >= model.batch_size:
                     infer(pending)
                     pending = []
             summary = run.summary
@@ -132,7 +139,7 @@ class Transcriber:
             task=task,
             duration_s=summary.duration_s,
             speech_s=summary.speech_s,
-            model=self.engine.name,
+            model=model.name,
             timestamps=options.timestamps,
             timings_s=timings.to_dict(),
         )

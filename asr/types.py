@@ -255,6 +255,8 @@ class TranscribeOptions:
     pnc: bool = True
     timestamps: bool = True
     subtitles: SubtitleOptions = field(default_factory=SubtitleOptions)
+    model: str | None = None
+    """One of the loaded models (ASR_MODEL); None means the first."""
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,10 @@ def build_full_size(device: str, aligner: bool):
     """Canary-1B-v2's dimensions with random weights (NeMo's classes), never emitting EOS."""
     import torch
 
-    from asr import engine as E
+    from asr.testing.canary import CANARY_1B_V2_DIMS, build_canary_like
 
     with tempfile.TemporaryDirectory() as tmp:
-        model, ctc = E.build_canary_like(E.CANARY_1B_V2_DIMS, tmp)
+        model, ctc = build_canary_like(CANARY_1B_V2_DIMS, tmp)
         model.eval()
         with torch.no_grad():
             model.log_softmax.mlp.layer0.bias[model.tokenizer.eos] = -1e4  # keep decoding
@@ -53,7 +53,6 @@ def build_full_size(device: str, aligner: bool):
             ctc.eval()
             object.__setattr__(model, "timestamps_asr_model", ctc)  # as NeMo's restore attaches it
         model.to(torch.device(device))
-        E._set_generation_cap(model, E.DEFAULT_MAX_GENERATION_DELTA)
         return model
 
 
@@ -103,27 +102,28 @@ def main() -> int:
 
     import torch
 
-    from asr import engine as E
     from asr.frontend import FrontEnd
+    from asr.models import ModelSet, load_models, runtime, xattn_cache
+    from asr.models.aed import AEDModel
     from asr.pipeline import Transcriber
     from asr.types import Request, TranscribeOptions
     from frontend import make_mp3
 
-    device = E.pick_device(args.device)
+    device = runtime.pick_device(args.device)
     audio_path = make_mp3(args.minutes)
     t0 = time.perf_counter()
     if args.tiny:
         from tests.service import ensure_tiny_model
 
-        engine = E.load(str(ensure_tiny_model()), device=device, batch_size=args.batch_size)
+        engine = load_models(str(ensure_tiny_model()), device=device, batch_size=args.batch_size).default
         name = "tiny"
     else:
         model = build_full_size(device, aligner=not args.no_aligner)
-        E.install_cross_attention_cache(model)
-        engine = E.Engine(model, name="canary-1b-v2-shape", device=device, batch_size=args.batch_size)
+        # the adapter sets the decoder's length cap and installs the cross-attention cache
+        engine = AEDModel(model, name="canary-1b-v2-shape", device=device, batch_size=args.batch_size)
         name = "canary-1b-v2-shape (random weights)"
     if args.no_xattn_cache:
-        E.remove_cross_attention_cache(engine.model)
+        xattn_cache.remove(engine.model)
     load_s = time.perf_counter() - t0
     runner = engine if args.tiny else ForcedLength(engine, args.tokens_per_s)
 
@@ -146,7 +146,7 @@ def main() -> int:
     model_s = time.perf_counter() - t
 
     # (b) end to end, timestamps on, through the same Transcriber the service uses
-    transcriber = Transcriber(runner, frontend)
+    transcriber = Transcriber(ModelSet([runner]), frontend)
     cuda_sync(device)
     t = time.perf_counter()
     transcript = transcriber.transcribe(audio_path, TranscribeOptions(source_lang="en", timestamps=True))

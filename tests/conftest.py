@@ -41,7 +41,7 @@ def frontend():
 
 
 # ------------------------------------------------------------------------------------------
-# The tiny Canary-shaped model, and the real Cog HTTP server running it.
+# The tiny models (Canary-, Parakeet-TDT- and CTC-shaped), and the real Cog HTTP server.
 # ------------------------------------------------------------------------------------------
 
 from tests.service import ensure_tiny_model, start_server, stop_server  # noqa: E402
@@ -54,6 +54,16 @@ def tiny_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_parakeet() -> Path:
+    return ensure_tiny_model("parakeet-tdt")
+
+
+@pytest.fixture(scope="session")
+def tiny_ctc() -> Path:
+    return ensure_tiny_model("ctc")
+
+
+@pytest.fixture(scope="session")
 def transcriber(tiny_model):
     from asr.pipeline import Transcriber
 
@@ -61,15 +71,16 @@ def transcriber(tiny_model):
 
 
 @pytest.fixture(scope="session")
-def server(tiny_model, tmp_path_factory):
-    """The service as deployed, with limits lowered so hostile cases finish fast, the decoder's
-    fault-injection hook on, and a private temp directory so leftovers can be counted."""
+def server(tiny_model, tiny_parakeet, tiny_ctc, tmp_path_factory):
+    """The service as deployed, with the three tiny models (Canary first, the default), limits
+    lowered so hostile cases finish fast, the decoder's fault-injection hook on, and a private
+    temp directory so leftovers can be counted."""
     base = tmp_path_factory.mktemp("server")
     tmpdir = base / "tmp"
     tmpdir.mkdir()
     env = {"ASR_FAULT_INJECTION": "1", "ASR_DECODE_TIMEOUT_S": "20", "ASR_MAX_DURATION_S": "1800",
            "TMPDIR": str(tmpdir)}
-    srv = start_server(tiny_model, base / "server.log", env=env)
+    srv = start_server(f"{tiny_model},{tiny_parakeet},{tiny_ctc}", base / "server.log", env=env)
     srv.tmpdir = tmpdir
     assert srv.health() == "READY", srv.log()[-3000:]
     yield srv

@@ -15,21 +15,41 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ensure_tiny_model() -> Path:
-    """The tiny Canary-shaped model, built with `python -m asr tiny-model` and cached under .cache,
-    keyed by the builder's source so a changed builder means a fresh model."""
+def tiny_model_key(kind: str) -> str:
+    """Everything the tiny model of `kind` is built from: the builder's modules (its own, the
+    shared testing helpers, the adapter constants it imports), the languages it writes, and
+    NeMo's version. A change in any of them means a fresh model."""
     import hashlib
+    import importlib
+    import importlib.metadata
+
+    from asr.testing import KINDS
+
+    module = importlib.import_module(KINDS[kind])
+    digest = hashlib.sha256()
+    sources = sorted({Path(module.__file__), *(ROOT / "asr" / "testing").glob("*.py"), ROOT / "asr" / "languages.py",
+                      ROOT / "asr" / "models" / "runtime.py", ROOT / "asr" / "models" / "aed.py"})
+    for path in sources:
+        digest.update(path.read_bytes())
+    digest.update(repr(getattr(module, "LANGUAGES", ())).encode())
+    digest.update(importlib.metadata.version("nemo_toolkit").encode())
+    return digest.hexdigest()[:12]
+
+
+def ensure_tiny_model(kind: str = "canary") -> Path:
+    """The tiny model of `kind` (canary, parakeet-tdt, ctc, ...), built with `python -m asr
+    tiny-model --kind KIND` and cached under .cache as tiny-KIND-KEY.nemo (see tiny_model_key)."""
     import sys
 
-    digest = hashlib.sha256((ROOT / "asr" / "engine.py").read_bytes()).hexdigest()[:12]
-    path = ROOT / ".cache" / f"tiny-canary-{digest}.nemo"
+    path = ROOT / ".cache" / f"tiny-{kind}-{tiny_model_key(kind)}.nemo"
     if not path.is_file():
-        for stale in path.parent.glob("tiny-canary-*.nemo"):  # built by an older builder
-            stale.unlink()
-        result = subprocess.run([sys.executable, "-m", "asr", "tiny-model", str(path)],
+        for stale in path.parent.glob(f"tiny-{kind}-*.nemo"):  # built from older inputs
+            if stale.name.count("-") == path.name.count("-"):  # not another kind sharing the prefix
+                stale.unlink()
+        result = subprocess.run([sys.executable, "-m", "asr", "tiny-model", str(path), "--kind", kind],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
         if result.returncode != 0 or not result.stdout.strip().endswith(path.name):
-            raise RuntimeError(f"tiny-model failed:\n{result.stderr[-3000:]}")
+            raise RuntimeError(f"tiny-model --kind {kind} failed:\n{result.stderr[-3000:]}")
     return path
 
 
@@ -108,7 +128,8 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(tiny_model: Path, log_path: Path, env: dict | None = None) -> Server:
+def start_server(tiny_model: Path | str, log_path: Path, env: dict | None = None) -> Server:
+    """`tiny_model`: one model path, or an ASR_MODEL list (comma-separated)."""
     port = free_port()
     full_env = dict(os.environ, ASR_MODEL=str(tiny_model), PORT=str(port),
                     ASR_ACTIVITY_FILE=str(log_path.parent / "activity.json"), **(env or {}))

@@ -22,7 +22,7 @@ import av
 import numpy as np
 import pytest
 
-from asr.engine import TINY_PHRASE
+from asr.testing.canary import TINY_PHRASE
 from tests.media import RECIPES, Recipe, write_media, write_pcm16_wav, write_wav_raw
 from tests.service import rss_mb, session_processes
 

@@ -58,3 +58,13 @@ def test_bad_target_names_the_target():
         resolve_pair("en", "klingon")
     assert "target_lang 'klingon'" in str(e.value)
     assert LANGUAGES["en"] == "English"
+
+
+def test_names_cover_canary_and_more():
+    from asr.languages import ALL_CODES, NAMES, describe, pivot_pairs
+
+    assert set(CODES) < set(ALL_CODES) and NAMES["hi"] == "Hindi"
+    assert describe({"hi", "de"}) == "de (German), hi (Hindi)"
+    flash = pivot_pairs({"en", "de", "es", "fr"})
+    assert len(flash) == 6 and ("en", "de") in flash and ("de", "fr") not in flash
+    assert pivot_pairs({"hi"}) == frozenset()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr.engine import TINY_PHRASE
+from asr.testing.canary import TINY_PHRASE
 from asr.errors import InputError, LanguageError
 from asr.types import MAX_CHUNK_S, SAMPLE_RATE, TranscribeOptions
 from tests.media import RECIPES, write_media, write_pcm16_wav

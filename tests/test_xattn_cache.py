@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from asr import engine as E
+from asr.models import aed, xattn_cache
 from asr.types import SAMPLE_RATE, Request
 
 
@@ -21,7 +21,7 @@ def random_decoder_model(tiny_model):
     with torch.no_grad():
         for p in model.transf_decoder.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    E._set_generation_cap(model, 20)
+    aed.set_generation_cap(model, 20)
     return model
 
 
@@ -45,13 +45,13 @@ def test_cached_projections_give_bit_identical_logits(random_decoder_model):
     rng = np.random.default_rng(0)
     audios = [(0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in (2.0, 5.5, 9.0)]
     model = random_decoder_model
-    E.clear_cross_attention_cache(model)
+    xattn_cache.clear(model)
     plain_tokens, plain_logits = decode_logits(model, audios)
-    assert E.install_cross_attention_cache(model) == 2 * len(model.transf_decoder.decoder.layers)
+    assert xattn_cache.install(model) == 2 * len(model.transf_decoder.decoder.layers)
     try:
         cached_tokens, cached_logits = decode_logits(model, audios)
     finally:
-        E.remove_cross_attention_cache(model)  # back to plain for other tests
+        xattn_cache.remove(model)  # back to plain for other tests
     assert cached_tokens == plain_tokens
     assert len(cached_logits) == len(plain_logits) > 10
     for a, b in zip(plain_logits, cached_logits):
@@ -62,12 +62,12 @@ def test_cached_projections_give_bit_identical_logits(random_decoder_model):
 
 
 def test_cache_is_cleared_after_each_call(transcriber):
-    engine = transcriber.engine
+    engine = transcriber.models.default
     engine.transcribe([np.zeros(SAMPLE_RATE, np.float32)], Request("en", "en"))
     for layer in engine.model.transf_decoder.decoder.layers:
         assert layer.second_sub_layer.key_net.forward.input is None  # no encoder output kept alive
 
 
 def test_cache_is_installed_by_default(transcriber):
-    layer = transcriber.engine.model.transf_decoder.decoder.layers[0]
-    assert isinstance(layer.second_sub_layer.value_net.forward, E._ProjectionCache)
+    layer = transcriber.models.default.model.transf_decoder.decoder.layers[0]
+    assert xattn_cache.is_cached(layer.second_sub_layer.value_net)

@@ -1,4 +1,4 @@
-"""The model layer with the tiny Canary-shaped model: loading, prompts, batches, timestamps."""
+"""The Canary (AED) adapter with the tiny Canary-shaped model: loading, prompts, batches, timestamps."""
 
 from __future__ import annotations
 
@@ -8,20 +8,21 @@ import sys
 import numpy as np
 import pytest
 
-from asr.engine import TINY_PHRASE, load
 from asr.errors import ModelLoadError
+from asr.models import load_models
+from asr.testing.canary import TINY_PHRASE
 from asr.types import SAMPLE_RATE, Request
 
 from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def engine(transcriber):
-    return transcriber.engine
+def canary(transcriber):
+    return transcriber.models.default
 
 
-def test_tiny_model_has_canary_structure(engine):
-    model = engine.model
+def test_tiny_model_has_canary_structure(canary):
+    model = canary.model
     assert type(model).__name__ == "EncDecMultiTaskModel"
     assert model.prompt.NAME == "canary2"
     assert model.cfg.preprocessor.features == 128
@@ -35,14 +36,17 @@ def test_tiny_model_has_canary_structure(engine):
         assert tok.token_to_id(special) > 0
     assert tok.pad == 2 and tok.eos == 3 and tok.bos == 4  # as in Canary-1B-v2
     assert type(model.timestamps_asr_model).__name__ == "EncDecCTCModelBPE"
-    assert engine.info.has_timestamp_model
+    caps = canary.capabilities
+    assert caps.timestamps == "aligner" and caps.word_timestamps and caps.needs_prompt
+    assert caps.languages == frozenset(CODES)  # read from the tokenizer's language tokens
+    assert ("en", "de") in caps.translation_pairs and ("de", "fr") not in caps.translation_pairs
 
 
-def test_batch_keeps_order_and_pads_short_chunks(engine):
+def test_batch_keeps_order_and_pads_short_chunks(canary):
     rng = np.random.default_rng(0)
     lengths_s = [3.0, 0.3, 19.9, 1.0]
     audios = [(0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in lengths_s]
-    results = engine.transcribe(audios, Request("en", "en", pnc=True, timestamps=True))
+    results = canary.transcribe(audios, Request("en", "en", pnc=True, timestamps=True))
     assert len(results) == len(audios)
     for r, seconds in zip(results, lengths_s):
         assert r.text == TINY_PHRASE
@@ -52,16 +56,16 @@ def test_batch_keeps_order_and_pads_short_chunks(engine):
         assert [s.text for s in r.segments] == ["Hello world!", "The quick brown fox."]
 
 
-def test_single_item_batch_is_not_merged(engine):
+def test_single_item_batch_is_not_merged(canary):
     audio = np.zeros(SAMPLE_RATE * 2, np.float32)
-    assert len(engine.transcribe([audio], Request("en", "en"))) == 1
-    assert engine.transcribe([], Request("en", "en")) == []
+    assert len(canary.transcribe([audio], Request("en", "en"))) == 1
+    assert canary.transcribe([], Request("en", "en")) == []
 
 
-def test_prompt_carries_the_task(engine, monkeypatch):
+def test_prompt_carries_the_task(canary, monkeypatch):
     """The languages and pnc reach NeMo's canary2 prompt as its special tokens."""
     seen = []
-    model = engine.model
+    model = canary.model
     original = model.prompt.encode_dialog
 
     def spy(turns, *a, **kw):
@@ -70,28 +74,28 @@ def test_prompt_carries_the_task(engine, monkeypatch):
         return out
 
     monkeypatch.setattr(model.prompt, "encode_dialog", spy)
-    engine.transcribe([np.zeros(SAMPLE_RATE, np.float32)], Request("de", "en", pnc=False, timestamps=False))
+    canary.transcribe([np.zeros(SAMPLE_RATE, np.float32)], Request("de", "en", pnc=False, timestamps=False))
     tokens = seen[-1]
     assert tokens.index("<|de|>") < tokens.index("<|en|>")
     assert "<|nopnc|>" in tokens and "<|notimestamp|>" in tokens
 
 
-def test_no_timestamps_means_no_alignment(engine):
-    r = engine.transcribe([np.zeros(SAMPLE_RATE * 2, np.float32)], Request("en", "en", timestamps=False))[0]
+def test_no_timestamps_means_no_alignment(canary):
+    r = canary.transcribe([np.zeros(SAMPLE_RATE * 2, np.float32)], Request("en", "en", timestamps=False))[0]
     assert r.text == TINY_PHRASE and r.words == () and r.segments == ()
 
 
 def test_missing_model_file_names_asr_model(tmp_path):
     with pytest.raises(ModelLoadError) as e:
-        load(str(tmp_path / "nope.nemo"), device="cpu")
+        load_models(str(tmp_path / "nope.nemo"), device="cpu")
     assert "ASR_MODEL" in str(e.value) and "nope.nemo" in str(e.value)
 
 
 def test_unreachable_hub_names_asr_model():
     """Without weights and without network, loading fails fast with a message naming ASR_MODEL."""
     code = (
-        "import sys; from asr.engine import load; from asr.errors import ModelLoadError\n"
-        "try:\n    load('nvidia/canary-1b-v2', device='cpu')\n"
+        "import sys; from asr.models import load_models; from asr.errors import ModelLoadError\n"
+        "try:\n    load_models('nvidia/canary-1b-v2', device='cpu')\n"
         "except ModelLoadError as e:\n    print(e); sys.exit(3)\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home", "PATH": "/usr/bin:/bin"}

@@ -1,0 +1,14 @@
+"""Transducers: NeMo `EncDecRNNTModel` and subclasses (`EncDecRNNTBPEModel`,
+`EncDecHybridRNNTCTCBPEModel`; TDT and RNN-T decoding): parakeet-tdt-0.6b-v3/-v2, parakeet-rnnt.
+
+Hybrid models decode with their transducer head (NeMo's default). Word and segment times are the
+decoder's frame offsets (token durations for TDT), in seconds. See `native` for languages.
+"""
+
+from __future__ import annotations
+
+from .native import NativeTimestampModel
+
+
+class TransducerModel(NativeTimestampModel):
+    family = "transducer"
