@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="write a small random-weight model with a real checkpoint's structure")
     tiny.add_argument("out", help="output .nemo path")
     tiny.add_argument("--kind", choices=list(KINDS), default="canary",
-                      help="model family: canary (EncDecMultiTaskModel, the default), parakeet-tdt, ctc")
+                      help="model family: canary (EncDecMultiTaskModel, the default), parakeet-tdt, ctc, langid (AmberNet), sortformer (diarizer)")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_tiny_model)
     return parser

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.engine import TINY_PHRASE
+from asr.testing.canary import TINY_PHRASE
 from tests.media import RECIPES, write_media
 from tests.service import ROOT, start_server, stop_server
 

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -33,17 +32,6 @@ DEFAULT_DIAR_MODEL = "nvidia/diar_streaming_sortformer_4spk-v2"
 MARGIN_FRAMES = 4
 """Extra 10 ms feature frames computed on each side of a window: the 512-sample STFT reaches
 2.6 frames beyond a frame's centre; pre-emphasis one sample more."""
-
-
-def _pick_device(requested: str | None) -> str:
-    import torch
-
-    want = (requested or os.environ.get("ASR_DEVICE") or "auto").strip().lower()
-    if want == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {want} was asked for the diarizer but no CUDA device is available")
-    return want
 
 
 class Diarizer:
@@ -75,33 +63,15 @@ class Diarizer:
     def load(cls, name_or_path: str | None = None, device: str | None = None) -> "Diarizer":
         """From a .nemo path or a pretrained name (default DEFAULT_DIAR_MODEL); any failure is a
         ModelLoadError naming ASR_DIAR_MODEL."""
+        from nemo.collections.asr.models import SortformerEncLabelModel
+
+        from .runtime import pick_device, restore
+
         name = name_or_path or os.environ.get("ASR_DIAR_MODEL") or DEFAULT_DIAR_MODEL
         started = time.perf_counter()
-        try:
-            import torch
-            from nemo.collections.asr.models import SortformerEncLabelModel
-        except ImportError as e:
-            raise ModelLoadError(f"NeMo is not installed ({e}); install nemo_toolkit[asr] to load ASR_DIAR_MODEL={name}") from e
-        dev = _pick_device(device)
-        try:
-            local = Path(name).expanduser()
-            if name.endswith(".nemo") or local.exists():
-                if not local.is_file():
-                    raise ModelLoadError(f"ASR_DIAR_MODEL={name}: no such .nemo file")
-                model = SortformerEncLabelModel.restore_from(str(local), map_location=torch.device(dev))
-            else:
-                model = SortformerEncLabelModel.from_pretrained(name, map_location=torch.device(dev))
-        except ModelLoadError:
-            raise
-        except Exception as e:  # NeMo raises many kinds (FileNotFoundError, HF hub, hydra, torch)
-            raise ModelLoadError(
-                f"ASR_DIAR_MODEL={name}: could not load the diarizer ({type(e).__name__}: {e}). "
-                "Give a Sortformer .nemo path or a Hugging Face name such as "
-                f"{DEFAULT_DIAR_MODEL}, or 'none' to turn diarization off."
-            ) from e
-        if not isinstance(model, SortformerEncLabelModel):
-            raise ModelLoadError(f"ASR_DIAR_MODEL={name}: {type(model).__name__} is not a Sortformer diarizer")
-        model = model.to(torch.device(dev))
+        dev = pick_device(device)
+        model = restore(name, dev, "ASR_DIAR_MODEL", cls=SortformerEncLabelModel,
+                        hint="; or set ASR_DIAR_MODEL=none to turn diarization off")
         return cls(model, name=name, device=dev, load_s=time.perf_counter() - started)
 
     # -- features ------------------------------------------------------------------------------

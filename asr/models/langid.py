@@ -8,11 +8,9 @@ probabilities over the model's labels; which of them the ASR model can use is `a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -46,36 +44,14 @@ class LanguageIdentifier:
              batch_size: int | None = None) -> "LanguageIdentifier":
         """Restore from a .nemo file or fetch a pretrained name (default langid_ambernet).
         Every failure raises ModelLoadError naming ASR_LID_MODEL; `none` is for callers to handle."""
+        from nemo.collections.asr.models import EncDecSpeakerLabelModel
+
+        from .runtime import restore
+
         name = name_or_path or DEFAULT_LID_MODEL
         start = time.perf_counter()
-        try:
-            import torch
-            from nemo.collections.asr.models import EncDecSpeakerLabelModel
-        except ImportError as e:
-            raise ModelLoadError(f"NeMo is not installed ({e}); it is needed to load {ENV_VAR}={name}") from e
-        local = Path(name).expanduser()
-        try:
-            with quiet_nemo():
-                if local.suffix == ".nemo" or local.exists():
-                    if not local.is_file():
-                        raise ModelLoadError(f"{ENV_VAR}={name}: no such .nemo file")
-                    model = EncDecSpeakerLabelModel.restore_from(str(local), map_location=torch.device(device))
-                else:
-                    model = EncDecSpeakerLabelModel.from_pretrained(name, map_location=torch.device(device))
-        except ModelLoadError:
-            raise
-        except Exception as e:  # network, missing cache, corrupt archive, wrong class: all "no model"
-            raise ModelLoadError(
-                f"could not load the language identifier {ENV_VAR}={name}: {type(e).__name__}: {e}. "
-                f"Set {ENV_VAR} to a local .nemo file, to a reachable pretrained name "
-                f"(default {DEFAULT_LID_MODEL}), or to 'none' to turn language detection off"
-            ) from e
-        if not isinstance(model, EncDecSpeakerLabelModel):
-            raise ModelLoadError(
-                f"{ENV_VAR}={name} is a {type(model).__name__}; a language identifier must be an "
-                f"EncDecSpeakerLabelModel with language labels, such as {DEFAULT_LID_MODEL}"
-            )
-        model.eval()
+        model = restore(name, device, ENV_VAR, cls=EncDecSpeakerLabelModel,
+                        hint=f"; or set {ENV_VAR}=none to turn language detection off")
         ident = cls(model, name=name, device=device, batch_size=batch_size,
                     load_s=time.perf_counter() - start)
         log.info("loaded language identifier %s on %s (%d labels) in %.1f s",
@@ -104,22 +80,6 @@ class LanguageIdentifier:
     def release(self) -> None:
         """Drop the model (and its GPU memory)."""
         self._model = None
-
-
-@contextlib.contextmanager
-def quiet_nemo():
-    """NeMo logs every config it restores at INFO; keep the service's logs readable."""
-    try:
-        from nemo.utils import logging as nemo_logging
-    except ImportError:
-        yield
-        return
-    level = nemo_logging.getEffectiveLevel()
-    nemo_logging.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        nemo_logging.setLevel(level)
 
 
 def _pad(audios: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

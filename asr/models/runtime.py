@@ -120,10 +120,11 @@ def quiet_nemo():
         nemo_logging.setLevel(level)
 
 
-def restore(name_or_path: str, device: str, env_var: str = "ASR_MODEL", cls=None):
+def restore(name_or_path: str, device: str, env_var: str = "ASR_MODEL", cls=None, hint: str = ""):
     """A NeMo model from a `.nemo` path (restore_from) or a Hugging Face name (from_pretrained),
     on `device`, in eval mode. `cls` is the NeMo base class to load through (default ASRModel).
-    Every failure is a ModelLoadError that names `env_var`, so an operator knows what to fix."""
+    Every failure is a ModelLoadError that names `env_var`, so an operator knows what to fix;
+    `hint` adds what else the variable accepts (e.g. 'none')."""
     silence_known_noise()
     try:
         import torch
@@ -149,7 +150,9 @@ def restore(name_or_path: str, device: str, env_var: str = "ASR_MODEL", cls=None
         raise ModelLoadError(
             f"could not load the model {env_var}={name_or_path}: {type(e).__name__}: {e}. "
             f"Set {env_var} to a local .nemo file, or make the Hugging Face model reachable "
-            f"(network access or a pre-filled HF_HOME cache)"
+            f"(network access or a pre-filled HF_HOME cache){hint}"
         ) from e
+    if not isinstance(model, cls):
+        raise ModelLoadError(f"{env_var}={name_or_path} is a {type(model).__name__}, not a {cls.__name__}{hint}")
     model.eval()
     return model

@@ -14,6 +14,8 @@ KINDS: dict[str, str] = {
     "canary": "asr.testing.canary",
     "parakeet-tdt": "asr.testing.parakeet",
     "ctc": "asr.testing.ctc",
+    "langid": "asr.testing.langid",
+    "sortformer": "asr.testing.sortformer",
 }
 """--kind -> builder module (imported only when that kind is built)."""
 

@@ -208,7 +208,7 @@ def build_tiny_langid(out_path: str | os.PathLike, seed: int = 0) -> Path:
     rule multiplies by zero, so every seed gives the same decisions."""
     out = Path(out_path).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    from asr.models.langid import quiet_nemo
+    from asr.models.runtime import quiet_nemo
 
     with quiet_nemo():
         model = build_langid_like(seed)
@@ -219,5 +219,5 @@ def build_tiny_langid(out_path: str | os.PathLike, seed: int = 0) -> Path:
     return out
 
 
-BUILDER = build_tiny_langid
-"""Registration for the CLI: `TINY_BUILDERS["langid"] = asr.testing.langid.BUILDER`."""
+build = build_tiny_langid
+"""The `--kind langid` builder (asr.testing.build)."""

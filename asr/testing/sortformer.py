@@ -203,3 +203,7 @@ def _teach_pitch(model) -> None:
         h2.bias.fill_(-8.0)  # slots 2 and 3 never talk
         h2.weight[0, 0], h2.weight[0, 1], h2.bias[0] = 6.0, -6.0, -3.0
         h2.weight[1, 1], h2.weight[1, 0], h2.bias[1] = 6.0, -6.0, -3.0
+
+
+build = build_tiny_sortformer
+"""The `--kind sortformer` builder (asr.testing.build)."""
