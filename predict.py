@@ -16,7 +16,7 @@ from asr import formats, health
 from asr.errors import ASRError
 from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
-from asr.types import SubtitleOptions, TranscribeOptions
+from asr.types import AUTO, SubtitleOptions, TranscribeOptions
 from asr.uploads import display_name, forget_parsed_urls, received_file, with_display_name
 
 log = logging.getLogger("predict")
@@ -94,7 +94,8 @@ def to_output(contract: dict) -> Output:
 
 class Runner(BaseRunner):
     def setup(self) -> None:
-        """Load every model once ($ASR_MODEL: comma-separated Hugging Face names or .nemo paths)."""
+        """Load every model once: $ASR_MODEL (comma-separated Hugging Face names or .nemo paths),
+        the language identifier $ASR_LID_MODEL and the diarizer $ASR_DIAR_MODEL (`none`: off)."""
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self.transcriber = Transcriber.load()
         health.mark(running=False)
@@ -104,12 +105,14 @@ class Runner(BaseRunner):
         audio: Path = Input(
             description="Audio or video file (WAV, MP3, M4A/AAC, FLAC, OGG, Opus, WebM, MP4, MKV, MOV, ...), "
             "sent as an http(s) URL or a data URI (paths of files on the server are refused): "
-            "any sample rate and channel count; the first audio track of a video is used."
+            "any sample rate and channel count; the container's default audio track is used."
         ),
         source_lang: str = Input(
-            default="en", choices=list(ALL_CODES),
-            description=f"Language spoken in the audio: {_LANGS}. Each model accepts its own subset "
-            "(Canary-1B-v2: 25 European languages); others fail with a message naming what it accepts.",
+            default=AUTO, choices=[AUTO, *ALL_CODES],
+            description=f"Language spoken in the audio: 'auto' (the default) detects it for the file and for "
+            f"each chunk, so a recording that switches language is transcribed in each; or one of {_LANGS}. "
+            "Each model accepts its own subset (Canary-1B-v2: 25 European languages); others fail with a "
+            "message naming what it accepts.",
         ),
         target_lang: Optional[str] = Input(
             default=None,
@@ -128,6 +131,11 @@ class Runner(BaseRunner):
             default=True,
             description="Word and segment timestamps, SRT and VTT. Translations get segment timestamps only.",
         ),
+        diarize: bool = Input(
+            default=False,
+            description="Who spoke when: a speaker on every word and segment, a speakers summary, speaker "
+            "names in SRT and VTT (up to 4 speakers).",
+        ),
         max_segment_s: float = Input(
             default=7.0, ge=1.0, le=60.0, description="Longest segment (subtitle cue), in seconds."
         ),
@@ -135,24 +143,24 @@ class Runner(BaseRunner):
             default=42, ge=10, le=200, description="Longest subtitle line, in characters (two lines per cue)."
         ),
     ) -> Output:
+        options = TranscribeOptions(
+            source_lang=source_lang, target_lang=target_lang, pnc=pnc, timestamps=timestamps,
+            subtitles=SubtitleOptions(max_segment_s=max_segment_s, max_line_chars=max_line_chars),
+            model=model, diarize=diarize,
+        )
         health.mark(running=True)
         forget_parsed_urls()
         try:
-            return self._run(audio, source_lang, target_lang, pnc, timestamps, max_segment_s, max_line_chars)
+            return self._run(audio, options)
         finally:
             forget_parsed_urls()
             health.mark(running=False)
 
-    def _run(self, audio, source_lang, target_lang, pnc, timestamps, max_segment_s, max_line_chars) -> Output:
+    def _run(self, audio, options: TranscribeOptions) -> Output:
         path = received_file(audio)
         name = display_name(path)
-        subtitles = SubtitleOptions(max_segment_s=max_segment_s, max_line_chars=max_line_chars)
-        options = TranscribeOptions(
-            source_lang=source_lang, target_lang=target_lang, pnc=pnc, timestamps=timestamps,
-            subtitles=subtitles, model=model,
-        )
         try:
-            transcript = self.transcriber.transcribe(str(path), options)
+            transcript = self.transcriber.transcribe(str(path), options, display_name=name)
         except ASRError as e:
             raise with_display_name(e, path, name)  # a message for the user; no traceback needed
         except Exception:
@@ -163,4 +171,4 @@ class Runner(BaseRunner):
         scope.record_metric("speech_s", transcript.speech_s)
         for key, value in transcript.timings_s.items():
             scope.record_metric(f"timings.{key}", value)
-        return to_output(formats.to_dict(transcript, subtitles))  # srt/vtt null without timestamps
+        return to_output(formats.to_dict(transcript, options.subtitles))  # srt/vtt null without timestamps

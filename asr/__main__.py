@@ -60,7 +60,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     if unmapped:
         logging.getLogger(__name__).warning("inputs not used by transcribe: %s", ", ".join(unmapped))
     options = TranscribeOptions(**{k: v for k, v in values.items() if k in opt_fields}, subtitles=subtitles)
-    transcriber = Transcriber.load(args.model, device=args.device, batch_size=args.batch_size)
+    transcriber = Transcriber.load(args.model, device=args.device, batch_size=args.batch_size,
+                                   lid_model=args.lid_model, diar_model=args.diar_model)
     with ProgressDisplay(os.path.basename(args.audio)) as progress:
         transcript = transcriber.transcribe(args.audio, options, progress=progress)
     for warning in transcript.warnings:  # stdout stays the transcript alone, ready to redirect
@@ -126,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", default=None,
                     help="Hugging Face name or .nemo path of the model to load and use "
                     "(default: the first of $ASR_MODEL, else nvidia/canary-1b-v2)")
+    tr.add_argument("--lid-model", default=None,
+                    help="language identifier: .nemo path or pretrained name (default: $ASR_LID_MODEL, "
+                    "else langid_ambernet); none turns detection off")
+    tr.add_argument("--diar-model", default=None,
+                    help="diarizer: .nemo path or pretrained name (default: $ASR_DIAR_MODEL, else "
+                    "nvidia/diar_streaming_sortformer_4spk-v2); none turns it off")
     tr.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
     tr.add_argument("--batch-size", type=int, default=None, help="chunks per model call")
     tr.set_defaults(func=_transcribe, input_specs=add_input_flags(tr, specs))

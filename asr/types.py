@@ -246,17 +246,26 @@ class SubtitleOptions:
     max_lines: int = 2
 
 
+AUTO = "auto"
+"""`source_lang` value that asks for language detection."""
+MIXED = "mixed"
+"""`source_lang` (and `target_lang`) of a transcript whose chunks were in several languages."""
+
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     """What the user asked for. `target_lang` None means the same as the source (transcription)."""
 
-    source_lang: str = "en"
+    source_lang: str = AUTO
+    """A language code, or AUTO: detect it per file and per chunk (asr.routing)."""
     target_lang: str | None = None
     pnc: bool = True
     timestamps: bool = True
     subtitles: SubtitleOptions = field(default_factory=SubtitleOptions)
     model: str | None = None
     """One of the loaded models (ASR_MODEL); None means the first."""
+    diarize: bool = False
+    """Who spoke when: a speaker on every word and segment (needs the diarizer)."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +298,8 @@ class Segment:
     """Set only with diarization; a segment never mixes speakers."""
     overlap: bool | None = None
     """With diarization: True where another speaker talked over part of this segment."""
+    language: str | None = None
+    """The source language of the chunk this segment came from (set by the pipeline)."""
 
     def to_dict(self) -> dict:
         out = {
@@ -297,6 +308,8 @@ class Segment:
             "text": self.text,
             "words": [w.to_dict() for w in self.words],
         }
+        if self.language is not None:
+            out["language"] = self.language
         if self.speaker is not None:
             out["speaker"] = self.speaker
         if self.overlap is not None:
@@ -360,6 +373,10 @@ class Transcript:
     timings_s: dict = field(default_factory=dict, compare=False)
     speakers: tuple[Speaker, ...] | None = None
     """Set only with diarization, in order of first appearance."""
+    detected_language: str | None = None
+    """With source_lang auto: the file's language as detected (None when it was given)."""
+    language_probability: float | None = None
+    """The detection's probability for `detected_language` (over the model's languages)."""
 
     def to_dict(self) -> dict:
         """The output contract (README, Output), without the subtitle files (asr.formats)."""
@@ -372,5 +389,7 @@ class Transcript:
             "duration_s": round(self.duration_s, 3),
             "speech_s": round(self.speech_s, 3),
             "model": self.model,
+            "detected_language": self.detected_language,
+            "language_probability": None if self.language_probability is None else round(self.language_probability, 4),
             "warnings": list(self.warnings),
         } | ({} if self.speakers is None else {"speakers": [k.to_dict() for k in self.speakers]})

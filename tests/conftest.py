@@ -64,7 +64,34 @@ def tiny_ctc() -> Path:
 
 
 @pytest.fixture(scope="session")
-def transcriber(tiny_model):
+def tiny_langid() -> Path:
+    return ensure_tiny_model("langid")
+
+
+@pytest.fixture(scope="session")
+def tiny_sortformer() -> Path:
+    return ensure_tiny_model("sortformer")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_helper_models(tiny_langid, tiny_sortformer):
+    """The language identifier and the diarizer every Transcriber, server and CLI run in the
+    tests loads (their defaults are NVIDIA's real checkpoints, which cannot be fetched here)."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("ASR_LID_MODEL", "ASR_DIAR_MODEL")}
+    os.environ["ASR_LID_MODEL"] = str(tiny_langid)
+    os.environ["ASR_DIAR_MODEL"] = str(tiny_sortformer)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def transcriber(tiny_model, tiny_helper_models):
     from asr.pipeline import Transcriber
 
     return Transcriber.load(str(tiny_model), device="cpu")

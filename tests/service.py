@@ -129,10 +129,13 @@ class Server:
 
 
 def start_server(tiny_model: Path | str, log_path: Path, env: dict | None = None) -> Server:
-    """`tiny_model`: one model path, or an ASR_MODEL list (comma-separated)."""
+    """`tiny_model`: one model path, or an ASR_MODEL list (comma-separated). The language
+    identifier and the diarizer are the tiny ones unless `env` or the environment names others."""
     port = free_port()
     full_env = dict(os.environ, ASR_MODEL=str(tiny_model), PORT=str(port),
                     ASR_ACTIVITY_FILE=str(log_path.parent / "activity.json"), **(env or {}))
+    for var, kind in (("ASR_LID_MODEL", "langid"), ("ASR_DIAR_MODEL", "sortformer")):
+        full_env.setdefault(var, str(ensure_tiny_model(kind)))
     log = open(log_path, "w")
     proc = subprocess.Popen(["make", "--no-print-directory", "serve"], cwd=ROOT, env=full_env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
