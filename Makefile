@@ -1,7 +1,7 @@
 # make venv   - create .venv with pinned dependencies (no-op when up to date)
 # make test   - the whole test suite (installs first)
 # make serve  - Cog's HTTP server on 127.0.0.1:$(PORT), model from $$ASR_MODEL
-# make weights - download nvidia/canary-1b-v2 (or WEIGHTS_MODELS="a b") into weights/ (before cog build)
+# make weights - download Canary-1B-v2, AmberNet and Sortformer (or WEIGHTS_MODELS="a b") into weights/ (before cog build)
 # make test-audio - fetch the public recordings the tests and benchmarks use into .cache/test-audio
 # make gpu-wheels - the cp312 wheels benchmarks/gpu_check.sh installs on a GPU host without an index
 
@@ -39,7 +39,7 @@ serve: venv
 
 # The real checkpoints, for `cog build` (needs network access to Hugging Face); list them in
 # cog.yaml's ASR_MODEL, comma-separated.
-WEIGHTS_MODELS ?= nvidia/canary-1b-v2
+WEIGHTS_MODELS ?= nvidia/canary-1b-v2 nvidia/langid_ambernet nvidia/diar_streaming_sortformer_4spk-v2
 weights: venv
 	@for m in $(WEIGHTS_MODELS); do $(PY) tools/download_weights.py --model $$m --out weights || exit 1; done
 

@@ -1,6 +1,7 @@
 """Diarizer memory and time against recording length (streaming path, tiny Sortformer on CPU).
 
     .venv/bin/python -m benchmarks.diarizer [--minutes 10 60] [--model PATH.nemo]
+    .venv/bin/python -m benchmarks.diarizer --full-size --device cuda --minutes 60   # on a GPU
 
 Each length runs in a fresh process: load the model, build the audio (a real recording tiled to
 the length), note the resident set, diarize, and report the peak resident set's growth during
@@ -50,16 +51,17 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def one(model: str, minutes: float) -> dict:
+def one(model: str, minutes: float, device: str = "cpu") -> dict:
     import torch
 
     from asr.media import decode
     from asr.models.diarizer import Diarizer
-    from tests.media import SHARED_AUDIO
+    from benchmarks.recordings import speech_wav
 
-    torch.set_num_threads(1)
-    d = Diarizer.load(model, device="cpu")
-    clip = decode(SHARED_AUDIO / "test.wav").samples
+    if device == "cpu":
+        torch.set_num_threads(1)
+    d = Diarizer.load(model, device=device)
+    clip = decode(speech_wav()).samples
     n = int(minutes * 60 * 16000)
     audio = np.resize(clip, n)
     d.diarize(audio[: 16000 * 30])  # warm up kernels at a small size
@@ -67,9 +69,12 @@ def one(model: str, minutes: float) -> dict:
     before = _rss_mb()
     started = time.perf_counter()
     act = d.diarize(audio)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
     return {
-        "minutes": minutes, "frames": act.probabilities.shape[0], "seconds": round(elapsed, 2),
+        "device": device, "minutes": minutes, "rtfx": round(minutes * 60 / elapsed, 1),
+        "gpu_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None, "frames": act.probabilities.shape[0], "seconds": round(elapsed, 2),
         "seconds_per_hour": round(elapsed * 60 / minutes, 1),
         "rss_before_mb": round(before, 1), "peak_growth_mb": round(_peak_mb() - before, 1),
         "audio_mb": round(audio.nbytes / 2**20, 1),
@@ -80,23 +85,35 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
     p.add_argument("--model", default=None, help="Sortformer .nemo (default: a tiny one built now)")
+    p.add_argument("--full-size", action="store_true",
+                   help="a random-weight Sortformer with the real model's sizes instead of the tiny one")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.one is not None:
-        print(json.dumps(one(args.model, args.one)))
+        print(json.dumps(one(args.model, args.one, args.device)))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from asr.testing.sortformer import build_tiny_sortformer
+            from asr.testing import sortformer
 
-            model = str(build_tiny_sortformer(Path(tmp) / "sortformer.nemo"))
+            if args.full_size:
+                built = sortformer.build_sortformer(sortformer.SORTFORMER_4SPK_V2_DIMS)
+                model = str(Path(tmp) / "sortformer-4spk-v2-shape.nemo")
+                built.save_to(model)
+            else:
+                model = str(sortformer.build_tiny_sortformer(Path(tmp) / "sortformer.nemo"))
         for minutes in args.minutes:
             out = subprocess.run(
-                [sys.executable, "-m", "benchmarks.diarizer", "--model", model, "--one", str(minutes)],
-                cwd=ROOT, capture_output=True, text=True, check=True,
+                [sys.executable, "-m", "benchmarks.diarizer", "--model", model, "--one", str(minutes),
+                 "--device", args.device],
+                cwd=ROOT, capture_output=True, text=True,
             )
+            if out.returncode != 0:
+                print(out.stderr[-2000:], file=sys.stderr)
+                return out.returncode
             print(out.stdout.strip().splitlines()[-1], flush=True)
     return 0
 

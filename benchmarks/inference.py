@@ -1,9 +1,16 @@
-"""Inference benchmark: model-only and end-to-end real-time factors for Canary-1B-v2's shape.
+"""Inference benchmark: model-only and end-to-end real-time factors for Canary-1B-v2's shape
+(or Parakeet-TDT-0.6b's, with --family parakeet-tdt).
 
     # on a GPU: a random-weight model with Canary-1B-v2's exact dimensions
     .venv/bin/python benchmarks/inference.py --device cuda --minutes 60
+    # several variants of one model in one process (the model is built once):
+    .venv/bin/python benchmarks/inference.py --device cuda --variants cache:128 nocache:128 cache:max --json
     # anywhere: the smoke run, with the tiny model on the CPU
     .venv/bin/python benchmarks/inference.py --tiny --device cpu --minutes 2 --json
+
+A variant is `cache|nocache:BATCH`, BATCH a number or `max` (the largest batch of the longest
+chunks that fits in GPU memory, found by doubling from 128). `cache` is the decoder's
+cross-attention projection cache (Canary only).
 
 What it measures, on N minutes of speech (Silero's 60 s speech clip from ../shared/audio, tiled
 into one 44.1 kHz stereo MP3, as benchmarks/frontend.py makes it):
@@ -20,6 +27,10 @@ tokens per second of speech (`--tokens-per-s`). Conversational English runs at a
 words/s, Canary's 16k-piece BPE spends ~1.3-1.5 tokens per English word and more in inflected
 languages, plus punctuation: 4.5 tokens/s is a busy speaker, so the figure is conservative.
 The tiny model says a fixed sentence per chunk and stops; it is not forced.
+
+A random Parakeet-TDT cannot be forced the same way (a transducer decides per frame); its joint
+is biased towards blank with a one-frame duration, so the figure covers the encoder and one
+joint step per frame, and `words_per_audio_s` reports how much text it emitted.
 """
 
 from __future__ import annotations
@@ -88,16 +99,62 @@ def cuda_sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def build_parakeet_full_size(device: str):
+    """Parakeet-TDT-0.6b's dimensions with random weights, blank-biased (see the docstring)."""
+    import torch
+
+    from asr.testing.parakeet import DURATIONS, PARAKEET_TDT_0_6B_DIMS, build_parakeet_like
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = build_parakeet_like(PARAKEET_TDT_0_6B_DIMS, tmp)
+    model.eval()
+    out = model.joint.joint_net[-1]
+    blank = model.decoder.blank_idx
+    with torch.no_grad():
+        out.bias[blank] += 4.0
+        out.bias[blank + 1 + DURATIONS.index(1)] += 4.0
+    return model.to(torch.device(device))
+
+
+def parse_variant(text: str) -> tuple[bool, str]:
+    cache, _, batch = text.partition(":")
+    if cache not in ("cache", "nocache") or not (batch == "max" or batch.isdigit()):
+        raise SystemExit(f"variant {text!r}: expected cache|nocache:BATCH (a number or max)")
+    return cache == "cache", batch
+
+
+def largest_batch(runner, chunks, request, device: str, start: int = 128, limit: int = 1024) -> int:
+    """The largest batch of the longest chunks that runs without running out of GPU memory."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return start
+    best, size = start, start
+    while size <= min(limit, len(chunks)):
+        try:
+            runner.transcribe(chunks[:size], request)
+            best = size
+            size *= 2
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            torch.cuda.empty_cache()
+    return best
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="the tiny test model instead of full size")
+    ap.add_argument("--family", choices=["canary", "parakeet-tdt"], default="canary")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     ap.add_argument("--minutes", type=int, default=60, help="minutes of speech")
-    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's own choice")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the model's own choice")
+    ap.add_argument("--variants", nargs="*", default=None,
+                    help="cache|nocache:BATCH ... (default: one run with --batch-size and the cache on)")
     ap.add_argument("--tokens-per-s", type=float, default=4.5)
     ap.add_argument("--no-aligner", action="store_true", help="full size without the 24-layer CTC aligner")
     ap.add_argument("--no-xattn-cache", action="store_true", help="NeMo's stock decoder (A/B)")
-    ap.add_argument("--json", action="store_true", help="print one JSON line")
+    ap.add_argument("--json", action="store_true", help="print one JSON line per variant")
     args = ap.parse_args()
 
     import torch
@@ -105,6 +162,7 @@ def main() -> int:
     from asr.frontend import FrontEnd
     from asr.models import ModelSet, load_models, runtime, xattn_cache
     from asr.models.aed import AEDModel
+    from asr.models.transducer import TransducerModel
     from asr.pipeline import Transcriber
     from asr.types import Request, TranscribeOptions
     from frontend import make_mp3
@@ -112,20 +170,27 @@ def main() -> int:
     device = runtime.pick_device(args.device)
     audio_path = make_mp3(args.minutes)
     t0 = time.perf_counter()
+    canary = args.family == "canary"
     if args.tiny:
         from tests.service import ensure_tiny_model
 
-        engine = load_models(str(ensure_tiny_model()), device=device, batch_size=args.batch_size).default
-        name = "tiny"
-    else:
+        engine = load_models(str(ensure_tiny_model("canary" if canary else "parakeet-tdt")), device=device,
+                             batch_size=args.batch_size).default
+        name = f"tiny {args.family}"
+    elif canary:
         model = build_full_size(device, aligner=not args.no_aligner)
         # the adapter sets the decoder's length cap and installs the cross-attention cache
         engine = AEDModel(model, name="canary-1b-v2-shape", device=device, batch_size=args.batch_size)
         name = "canary-1b-v2-shape (random weights)"
-    if args.no_xattn_cache:
-        xattn_cache.remove(engine.model)
+    else:
+        engine = TransducerModel(build_parakeet_full_size(device), name="parakeet-tdt-0.6b-shape", device=device,
+                                 batch_size=args.batch_size)
+        name = "parakeet-tdt-0.6b-shape (random weights)"
     load_s = time.perf_counter() - t0
-    runner = engine if args.tiny else ForcedLength(engine, args.tokens_per_s)
+    runner = ForcedLength(engine, args.tokens_per_s) if canary and not args.tiny else engine
+    default_batch = engine.batch_size
+    variants = [parse_variant(v) for v in args.variants] if args.variants else \
+        [(not args.no_xattn_cache, str(default_batch))]
 
     frontend = FrontEnd()
     plan = frontend.plan(audio_path)
@@ -133,19 +198,52 @@ def main() -> int:
     chunk_audio_s = sum(a.size for a in chunks) / 16_000
     plain = Request("en", "en", pnc=True, timestamps=False)
 
+    for cache, batch in variants:
+        if canary:
+            if cache:
+                xattn_cache.install(engine.model)
+            else:
+                xattn_cache.remove(engine.model)
+        engine.batch_size = default_batch
+        size = largest_batch(runner, chunks, plain, device) if batch == "max" else int(batch)
+        engine.batch_size = size
+        result = measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, plain, device,
+                         Transcriber, ModelSet, TranscribeOptions, torch)
+        result.update({
+            "model": name, "family": args.family,
+            "variant": f"{'cache' if cache else 'nocache'}:{batch}" if canary else f"batch:{batch}",
+            "xattn_cache": cache if canary else None, "load_s": round(load_s, 1),
+            "tokens_per_s": args.tokens_per_s if canary and not args.tiny else None,
+        })
+        if args.json:
+            print(json.dumps(result), flush=True)
+            continue
+        print(f"model: {name} on {result['device']}, batch {engine.batch_size}, variant {result['variant']}")
+        print(f"audio: {result['audio_s']:.0f} s ({result['speech_s']:.0f} s of speech in {len(chunks)} chunks)")
+        print(f"(a) model only : {result['model_s']:8.2f} s   RTFx {result['rtfx_model']:>8}")
+        print(f"(b) end to end : {result['end_to_end_s']:8.2f} s   RTFx {result['rtfx_end_to_end']:>8}   "
+              f"model {result['share_model']:.0%}, waiting for the front end "
+              f"{result['share_waiting_for_frontend']:.0%}, front end finished at {result['frontend_done_at_s']:.2f} s")
+        if result["gpu_peak_gb"] is not None:
+            print(f"GPU memory peak: {result['gpu_peak_gb']:.1f} GB")
+    return 0
+
+
+def measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, plain, device,
+            Transcriber, ModelSet, TranscribeOptions, torch) -> dict:
+    """(a) model only on the planned chunks, (b) the whole pipeline on the file, one variant."""
     runner.transcribe(chunks[: min(len(chunks), engine.batch_size)], plain)  # warm-up: kernels, caches
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-
-    # (a) model only
+    tokens = 0
     cuda_sync(device)
     t = time.perf_counter()
     for i in range(0, len(chunks), engine.batch_size):
-        runner.transcribe(chunks[i : i + engine.batch_size], plain)
+        out = runner.transcribe(chunks[i : i + engine.batch_size], plain)
+        tokens += sum(len(r.text.split()) for r in out)
     cuda_sync(device)
     model_s = time.perf_counter() - t
 
-    # (b) end to end, timestamps on, through the same Transcriber the service uses
     transcriber = Transcriber(ModelSet([runner]), frontend)
     cuda_sync(device)
     t = time.perf_counter()
@@ -154,12 +252,9 @@ def main() -> int:
     e2e_s = time.perf_counter() - t
     timings = transcript.timings_s
     peak_gb = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-
-    result = {
-        "model": name,
+    return {
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "batch_size": engine.batch_size,
-        "xattn_cache": not args.no_xattn_cache,
         "audio_s": round(transcript.duration_s, 1),
         "speech_s": round(chunk_audio_s, 1),
         "chunks": len(chunks),
@@ -167,26 +262,12 @@ def main() -> int:
         "rtfx_end_to_end": round(transcript.duration_s / e2e_s, 1),
         "model_s": round(model_s, 3),
         "end_to_end_s": round(e2e_s, 3),
+        "words_per_audio_s": round(tokens / chunk_audio_s, 2),
         "share_model": round(timings["model_s"] / e2e_s, 3),
         "share_waiting_for_frontend": round(timings["wait_s"] / e2e_s, 3),
         "frontend_done_at_s": timings["frontend_s"],
         "gpu_peak_gb": None if peak_gb is None else round(peak_gb, 2),
-        "load_s": round(load_s, 1),
-        "tokens_per_s": None if args.tiny else args.tokens_per_s,
     }
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"model: {name} on {result['device']}, batch {engine.batch_size}, "
-          f"cross-attention cache {'on' if result['xattn_cache'] else 'off'}")
-    print(f"audio: {result['audio_s']:.0f} s ({result['speech_s']:.0f} s of speech in {len(chunks)} chunks)")
-    print(f"(a) model only : {model_s:8.2f} s   RTFx {result['rtfx_model']:>8}")
-    print(f"(b) end to end : {e2e_s:8.2f} s   RTFx {result['rtfx_end_to_end']:>8}   "
-          f"model {result['share_model']:.0%}, waiting for the front end {result['share_waiting_for_frontend']:.0%}, "
-          f"front end finished at {result['frontend_done_at_s']:.2f} s")
-    if peak_gb is not None:
-        print(f"GPU memory peak: {peak_gb:.1f} GB")
-    return 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ class SortformerDims:
     tf_heads: int = 4
 
 
+SORTFORMER_4SPK_V2_DIMS = SortformerDims(512, 17, 8, 256, 192, 18, 8)
+"""The real streaming Sortformer's sizes (as above), for benchmarks with random weights."""
+
+
 STREAMING = {
     # The real checkpoint's published streaming setting (about 10 s chunks): 124 frames of 80 ms
     # per chunk, 124 in the FIFO, 188 in the speaker cache; memory is bounded by their sum.
