@@ -160,7 +160,10 @@ class Runner(BaseRunner):
         path = received_file(audio)
         name = display_name(path)
         try:
-            transcript = self.transcriber.transcribe(str(path), options, display_name=name)
+            # A URL's file name is quoted in messages like any file name; "the uploaded file" is a
+            # description, which with_display_name puts in place of the temporary name unquoted.
+            shown = None if name.startswith("the ") else name
+            transcript = self.transcriber.transcribe(str(path), options, display_name=shown)
         except ASRError as e:
             raise with_display_name(e, path, name)  # a message for the user; no traceback needed
         except Exception:

@@ -186,9 +186,15 @@ def _unreachable(src: str, p: float, tgt: str, pairs: frozenset[tuple[str, str]]
         works.append(f"into {tgt}: from {', '.join(into)}")
     if out_of:
         works.append(f"from {src}: into {', '.join(out_of)}")
+    detected = f"{where} was detected as {_name(src)} (probability {p:.2f})"
+    if not pairs:
+        return (
+            f"{detected}, and the model does not translate ({src} -> {tgt}); omit target_lang to "
+            f"transcribe, choose a model that translates, or set source_lang if the detection is wrong"
+        )
     hint = "; ".join(works) if works else "none"
     return (
-        f"{where} was detected as {_name(src)} (probability {p:.2f}), and the model cannot translate "
-        f"{src} -> {tgt}. Translations that work {hint}. Choose one of those target languages, omit "
-        f"target_lang to transcribe, or set source_lang if the detection is wrong"
+        f"{detected}, and the model cannot translate {src} -> {tgt}. Translations that work {hint}. "
+        f"Choose one of those target languages, omit target_lang to transcribe, or set source_lang "
+        f"if the detection is wrong"
     )

@@ -92,12 +92,13 @@ def test_model_input_switches_models(server, shared_audio, tiny_model, tiny_para
 
 
 @pytest.mark.parametrize("inputs, fragments", [
-    ({"model": "parakeet", "target_lang": "de"}, ["does not translate", "tiny-parakeet-tdt"]),
+    ({"model": "parakeet", "source_lang": "en", "target_lang": "de"}, ["does not translate", "tiny-parakeet-tdt"]),
+    ({"model": "parakeet", "target_lang": "de"}, ["detected as English (en)", "does not translate"]),
     ({"model": "ctc", "source_lang": "pl"}, ["source_lang 'pl' is not supported", "tiny-ctc", "hi (Hindi)"]),
     ({"model": "ctc", "source_lang": "hi", "target_lang": "en"}, ["does not translate"]),
     ({"model": "canary", "source_lang": "de", "target_lang": "fr"}, ["cannot translate", "from de it translates to en"]),
     ({"model": "whisper"}, ["model 'whisper' is not loaded", "tiny-canary", "tiny-parakeet-tdt", "tiny-ctc"]),
-], ids=["parakeet-translate", "ctc-polish", "ctc-translate", "canary-de-fr", "unknown-model"])
+], ids=["parakeet-translate", "parakeet-auto-translate", "ctc-polish", "ctc-translate", "canary-de-fr", "unknown-model"])
 def test_refusals_name_the_model_and_what_it_accepts(server, shared_audio, tiny_model, tiny_parakeet, tiny_ctc,
                                                      inputs, fragments):
     stems = {"parakeet": tiny_parakeet.stem, "ctc": tiny_ctc.stem, "canary": tiny_model.stem}

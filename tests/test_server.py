@@ -44,7 +44,7 @@ def test_transcribe_data_uri(server, shared_audio):
     assert starts == sorted(starts)
     for s in out["segments"]:
         assert 0 <= s["start"] <= s["end"] <= out["duration_s"]
-        assert set(s) == {"start", "end", "text", "words"}
+        assert set(s) == {"start", "end", "text", "words", "language"} and s["language"] == "en"
         for w in s["words"]:
             assert set(w) == {"start", "end", "word"}
             assert s["start"] <= w["start"] <= w["end"] <= s["end"]
@@ -120,4 +120,5 @@ def test_openapi_schema_lists_the_inputs(server):
     from asr.languages import ALL_CODES, CODES
 
     # the union of what any model may accept; each model is checked at run time
-    assert set(CODES) < set(props["source_lang"]["enum"]) == set(ALL_CODES)
+    assert set(CODES) < set(props["source_lang"]["enum"]) == {"auto", *ALL_CODES}
+    assert props["source_lang"]["default"] == "auto"
