@@ -28,7 +28,7 @@ def test_every_format_from_the_server(server):
         assert "\r" not in r.stderr, "no progress display on a pipe"
     result = json.loads(outs["json"].stdout)
     assert result["source_lang"] == "en" and result["task"] == "transcribe" and result["warnings"] == []
-    assert "speakers" not in result and result["detected_language"] is None
+    assert "speakers" not in result and result["detected_language"] == "en"  # source_lang auto by default
     assert result["segments"] and result["segments"][0]["words"], "json defaults to timestamps on, as over HTTP"
     assert result["srt"] == outs["srt"].stdout and result["vtt"] == outs["vtt"].stdout
     assert outs["text"].stdout == result["text"] + "\n" and result["text"]

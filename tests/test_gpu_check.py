@@ -17,6 +17,17 @@ def test_rehearsal_measures_every_part(tmp_path, tiny_model, shared_audio):
     from benchmarks.gpu_check import PARTS
 
     assert {row["part"] for row in rows} == {p.name for p in PARTS}
+    by_part = {}
+    for row in rows:
+        by_part.setdefault(row["part"], []).append(row)
+    (frontend,) = by_part["frontend"]
+    assert frontend["ours_speech_kept_s"] == frontend["ours_speech_detected_s"] > 30
+    assert [r["variant"] for r in by_part["canary"]] == ["cache:4", "nocache:4"]
+    for row in by_part["canary"] + by_part["parakeet"]:
+        assert row["audio_s"] >= 59 and row["rtfx_model"] > 0 and row["rtfx_end_to_end"] > 0
+        assert row["device"] == "cpu" and 0 <= row["share_model"] <= 1
+    assert [r["model"] for r in by_part["parakeet"]] == ["tiny parakeet-tdt"]
+    assert by_part["langid"][0]["rtfx"] > 0 and by_part["diarizer"][0]["frames"] > 0
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.startswith("| part |") and len(table.splitlines()) == len(rows) + 2
     assert table in r.stdout  # the table is the last thing printed
