@@ -24,7 +24,8 @@ import urllib.request
 HINT = (
     "To get the real weights: `make weights` (needs network access to Hugging Face), then "
     "ASR_MODEL=weights/canary-1b-v2.nemo make serve. To try the service without them: "
-    ".venv/bin/python -m asr tiny-model /tmp/tiny.nemo && ASR_MODEL=/tmp/tiny.nemo make serve"
+    "the tiny test models (README, The two commands), or ASR_LID_MODEL=none ASR_DIAR_MODEL=none "
+    "with ASR_MODEL=/tmp/tiny.nemo after .venv/bin/python -m asr tiny-model /tmp/tiny.nemo"
 )
 
 
