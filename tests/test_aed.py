@@ -56,6 +56,24 @@ def test_batch_keeps_order_and_pads_short_chunks(canary):
         assert [s.text for s in r.segments] == ["Hello world!", "The quick brown fox."]
 
 
+def test_each_result_belongs_to_its_own_chunk(canary):
+    """The tiny Canary says the same phrase for every chunk, but its forced alignment depends on
+    the audio: in a batch of real speech of different lengths, every chunk must get exactly the
+    word times it gets alone, so a batch whose results came back reordered fails here."""
+    from tests.media import load_reference
+
+    speech = load_reference("test.wav")[0][0]
+    lengths_s = [4.0, 17.0, 9.0, 12.5]
+    starts_s = [0.0, 20.0, 5.0, 40.0]
+    audios = [speech[int(a * SAMPLE_RATE) : int((a + n) * SAMPLE_RATE)] for a, n in zip(starts_s, lengths_s)]
+    request = Request("en", "en", pnc=True, timestamps=True)
+    alone = [canary.transcribe([a], request)[0] for a in audios]
+    together = canary.transcribe(audios, request)
+    times = lambda r: [(round(w.start_s, 2), round(w.end_s, 2)) for w in r.words]  # noqa: E731
+    assert len({tuple(times(r)) for r in alone}) == len(audios)  # the chunks are told apart
+    assert [times(r) for r in together] == [times(r) for r in alone]
+
+
 def test_single_item_batch_is_not_merged(canary):
     audio = np.zeros(SAMPLE_RATE * 2, np.float32)
     assert len(canary.transcribe([audio], Request("en", "en"))) == 1
