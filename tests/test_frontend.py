@@ -125,6 +125,31 @@ def test_dead_channel_is_left_out_with_a_warning(tmp_path, speech60, frontend):
     assert any("Channel 2 of 'interview.wav'" in w and "silent" in w for w in run.summary.warnings)
 
 
+def test_a_noise_only_channel_is_left_out_with_a_warning(tmp_path, speech60, frontend):
+    """A channel of loud hiss beside the speech (a dead microphone's preamp, a broken cable) would
+    halve the speech and add the hiss in an equal-weight downmix."""
+    x, _ = speech60
+    speech = x[0, : SAMPLE_RATE * 30]
+    rms = float(np.sqrt(np.mean(speech**2)))
+    hiss = (2 * rms * np.random.default_rng(3).standard_normal(speech.size)).astype(np.float32)
+    clean = frontend.plan(write_pcm16_wav(tmp_path / "mono.wav", speech, SAMPLE_RATE))
+    run = frontend.run(write_pcm16_wav(tmp_path / "hiss.wav", np.stack([speech, hiss]), SAMPLE_RATE),
+                       display_name="call.wav")
+    chunks = list(run)
+    assert run.summary.speech_s == pytest.approx(clean.speech_s, rel=0.05)
+    # what the model hears is the speech, not speech under hiss
+    a, b = clean.chunks[0], chunks[0]
+    assert a.chunk.spans[0].start_sample == b.chunk.spans[0].start_sample
+    n = min(a.samples.size, b.samples.size, 5 * SAMPLE_RATE)
+    assert np.corrcoef(a.samples[:n], b.samples[:n])[0, 1] > 0.95
+    assert any("Channel 2 of 'call.wav'" in w and "only noise" in w for w in run.summary.warnings), run.summary.warnings
+    # speech on both sides, each with its own faint room noise: an ordinary stereo file, left alone
+    room = (0.05 * rms * np.random.default_rng(4).standard_normal((2, speech.size))).astype(np.float32)
+    run = frontend.run(write_pcm16_wav(tmp_path / "stereo.wav", np.stack([speech, 0.8 * speech]) + room, SAMPLE_RATE))
+    list(run)
+    assert not any("Channel" in w for w in run.summary.warnings), run.summary.warnings
+
+
 def test_dc_offset_is_removed_before_vad(tmp_path, speech60, frontend):
     x, _ = speech60
     speech = x[0, : SAMPLE_RATE * 20]

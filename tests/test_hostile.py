@@ -50,6 +50,18 @@ def antiphase(path: Path, ctx: dict) -> Path:
     return write_pcm16_wav(path, np.stack([mono, -mono]), rate)
 
 
+def hiss_channel(path: Path, ctx: dict) -> Path:
+    """Speech on the left, loud broadband hiss on the right (a dead microphone's preamp)."""
+    x, rate = speech(ctx)
+    mono = x.mean(axis=0)
+    hiss = 2 * float(np.sqrt(np.mean(mono**2))) * np.random.default_rng(5).standard_normal(mono.size)
+    return write_pcm16_wav(path, np.stack([mono, hiss.astype(np.float32)]), rate)
+
+
+def warned(out: dict, fragment: str) -> None:
+    assert any(fragment in w for w in out["warnings"]), out["warnings"]
+
+
 def quiet_dc(path: Path, ctx: dict) -> Path:
     """Speech 35 dB too quiet riding on a DC offset."""
     x, rate = speech(ctx)
@@ -183,7 +195,10 @@ CASES = [
     Case("zero-frames", lambda p, c: write_pcm16_wav(p / "zero.wav", np.zeros(0), R16), "failed", "holds no audio"),
     Case("one-sample", lambda p, c: write_pcm16_wav(p / "one.wav", np.full(1, 0.5), R16), "failed",
          "only 0.000 s of audio"),
-    Case("antiphase-stereo", lambda p, c: antiphase(p / "phase.wav", c), "succeeded", TINY_PHRASE),
+    Case("antiphase-stereo", lambda p, c: antiphase(p / "phase.wav", c), "succeeded", TINY_PHRASE,
+         check=lambda out: warned(out, "out of phase")),
+    Case("hiss-channel", lambda p, c: hiss_channel(p / "hiss.wav", c), "succeeded", TINY_PHRASE,
+         check=lambda out: warned(out, "only noise")),
     Case("dc-offset-35-db-quiet", lambda p, c: quiet_dc(p / "quiet.wav", c), "succeeded", TINY_PHRASE),
     Case("100-ms", lambda p, c: write_pcm16_wav(p / "short.wav", speech(c, 0.1)[0].mean(axis=0), 44_100), "succeeded", ""),
     Case("long-silence", lambda p, c: write_media(p / "quiet.flac", np.zeros((1, 8000 * 600), np.float32), 8000, RECIPES["flac"]),

@@ -254,7 +254,8 @@ class FrontEndRun:
         if dropped:
             reason = next((s.channel_reason for s in summaries if s.channel_reason), "")
             which = ", ".join(str(c + 1) for c in dropped)
-            why = "it would cancel the others (out of phase)" if reason == "out of phase" else "it is silent"
+            why = {"out of phase": "it would cancel the others (out of phase)",
+                   "noise only": "it holds only noise while another holds speech"}.get(reason, "it is silent")
             out.append(f"Channel{'s' if len(dropped) > 1 else ''} {which} of '{name}' {'were' if len(dropped) > 1 else 'was'} "
                        f"left out of the downmix where {why}.")
         clipped = sum(s.clipped_samples for s in summaries)

@@ -156,8 +156,10 @@ class _Run:
 
     def _downmix(self, x: np.ndarray) -> np.ndarray:
         """Weighted mean, unless it would lose what a channel holds: channels far below the
-        loudest (dead) are left out, and where the mean cancels (antiphase channels: the mix is
-        much quieter than uncorrelated channels would give) the loudest channel is used alone."""
+        loudest (dead) are left out, so are channels that hold only broadband noise while another
+        holds sound with structure (see _noise_only), and where the mean cancels (antiphase
+        channels: the mix is much quieter than uncorrelated channels would give) the loudest
+        channel is used alone."""
         w = self.weights.copy()
         if x.shape[1] < 256:
             return ((w / w.sum()) @ x).astype(np.float32)
@@ -167,6 +169,11 @@ class _Run:
         for c in np.flatnonzero((w > 0) & ~live):
             self.dropped.add(int(c))
             self.reason = self.reason or "silent"
+        noise = _noise_only(x, live)
+        for c in np.flatnonzero(noise):
+            self.dropped.add(int(c))
+            self.reason = self.reason or "noise only"
+        live &= ~noise
         w = np.where(live, w, 0.0).astype(np.float32)
         mix = ((w / w.sum()) @ x).astype(np.float32)
         n_live = int(np.count_nonzero(w))
@@ -182,6 +189,35 @@ class _Run:
                 self.reason = "out of phase"
                 mix = np.ascontiguousarray(x[best])
         return mix
+
+
+NOISE_FLATNESS = 0.45
+"""Spectral flatness (geometric over arithmetic mean of the power spectrum) at or above which a
+channel sounds like broadband noise: white noise measures about 0.56, speech 0.05-0.3."""
+STRUCTURED_FLATNESS = 0.3
+"""A noise channel is left out only while another channel is at or below this (it holds speech
+or other structured sound), so pauses, music and all-noise recordings keep every channel."""
+
+
+def _noise_only(x: np.ndarray, live: np.ndarray, frame: int = 1024, frames: int = 16) -> np.ndarray:
+    """Channels of this block that hold only broadband noise while another holds structured
+    sound: mixing them in would only lower the speech's signal-to-noise ratio. Measured on up to
+    `frames` frames spread over the block (cheap next to decoding)."""
+    noise = np.zeros(live.shape, dtype=bool)
+    if int(np.count_nonzero(live)) < 2 or x.shape[1] < frame:
+        return noise
+    starts = np.linspace(0, x.shape[1] - frame, num=min(frames, x.shape[1] // frame)).astype(int)
+    window = np.hanning(frame).astype(np.float32)
+    flatness = np.full(live.shape, np.nan)
+    for c in np.flatnonzero(live):
+        segs = np.stack([x[c, i : i + frame] for i in starts]) * window
+        power = np.abs(np.fft.rfft(segs, axis=1))[:, 1:] ** 2 + 1e-20
+        flat = np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1)
+        flatness[c] = float(np.median(flat))
+    structured = live & (flatness <= STRUCTURED_FLATNESS)
+    if structured.any():
+        noise = live & (flatness >= NOISE_FLATNESS)
+    return noise
 
 
 class _RangeOutput:
