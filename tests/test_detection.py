@@ -101,3 +101,11 @@ def test_over_http_a_detected_language_the_model_cannot_translate_fails(server, 
     assert body["status"] == "failed", body
     assert "German (de)" in body["error"] and "Traceback" not in body["error"]
     assert server.ready()
+
+
+def test_a_model_that_picks_its_language_still_reports_the_detection(server, english_wav, tiny_parakeet):
+    status, body = server.predict(audio=uri(english_wav), model=tiny_parakeet.stem)
+    assert body["status"] == "succeeded", body
+    out = body["output"]
+    assert (out["detected_language"], out["source_lang"], out["task"]) == ("en", "en", "transcribe")
+    assert out["text"].startswith("one two three")  # the tiny Parakeet says numbers (its own choice)
