@@ -25,11 +25,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_ACTIVITY_FILE = "/tmp/asr-activity.json"
-
+from . import settings
 
 def activity_file() -> Path:
-    return Path(os.environ.get("ASR_ACTIVITY_FILE") or DEFAULT_ACTIVITY_FILE)
+    return settings.activity_file()
 
 
 def mark(running: bool, path: Path | None = None) -> None:
@@ -44,11 +43,6 @@ def mark(running: bool, path: Path | None = None) -> None:
         pass  # a read-only disk must not fail predictions; the check then sees no activity
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
-
-
 @dataclass(frozen=True)
 class Bounds:
     max_run_s: float
@@ -58,11 +52,12 @@ class Bounds:
 
     @classmethod
     def from_env(cls) -> "Bounds":
-        decode_timeout_s = _env_float("ASR_DECODE_TIMEOUT_S", 600.0)
-        max_duration_s = _env_float("ASR_MAX_DURATION_S", 4 * 3600.0)
-        rtf = _env_float("ASR_HEALTH_RTF", 0.5)  # seconds of work per second of audio, worst case
-        return cls(max_run_s=decode_timeout_s + max_duration_s * rtf + 60.0,
-                   max_idle_busy_s=_env_float("ASR_HEALTH_IDLE_BUSY_S", 300.0))
+        from .types import AudioLimits
+
+        limits = AudioLimits.from_env()
+        rtf = settings.number("ASR_HEALTH_RTF", 0.5)  # seconds of work per second of audio, worst case
+        return cls(max_run_s=limits.decode_timeout_s + limits.max_duration_s * rtf + 60.0,
+                   max_idle_busy_s=settings.number("ASR_HEALTH_IDLE_BUSY_S", 300.0))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from . import settings
 from .errors import InputError, LanguageError
 from .frontend import FrontEnd, Progress
 from .languages import ALL_CODES, normalise_code
@@ -39,8 +40,6 @@ T = TypeVar("T")
 
 LID_ENV = "ASR_LID_MODEL"
 DIAR_ENV = "ASR_DIAR_MODEL"
-DEFAULT_LID_MODEL = "langid_ambernet"
-DEFAULT_DIAR_MODEL = "nvidia/diar_streaming_sortformer_4spk-v2"
 
 
 @dataclass
@@ -89,13 +88,6 @@ class Piece:
     task: str
 
 
-def optional_model(env_var: str, given: str | None, default: str) -> str | None:
-    """The name or path to load for an optional model (`given`, else $env_var, else `default`),
-    or None when it is turned off with `none`."""
-    value = (given or os.environ.get(env_var) or default).strip()
-    return None if value.lower() == "none" else value
-
-
 class Transcriber:
     """Built once (models loaded) and then used for every request; `options.model` picks one."""
 
@@ -120,12 +112,12 @@ class Transcriber:
         models = load_models(model, device=device, batch_size=batch_size)
         device = models.default.device  # the helpers run where the ASR model runs
         identifier = diarizer = None
-        lid_name = optional_model(LID_ENV, lid_model, DEFAULT_LID_MODEL)
+        lid_name = settings.lid_model(lid_model)
         if lid_name is not None:
             from .models.langid import LanguageIdentifier
 
             identifier = LanguageIdentifier.load(lid_name, device=device)
-        diar_name = optional_model(DIAR_ENV, diar_model, DEFAULT_DIAR_MODEL)
+        diar_name = settings.diar_model(diar_model)
         if diar_name is not None:
             from .models.diarizer import Diarizer
 
@@ -140,7 +132,7 @@ class Transcriber:
         if options.diarize and self.diarizer is None:
             raise InputError(
                 f"diarize needs the diarizer, which this server runs without ({DIAR_ENV}=none); "
-                f"send diarize=false, or set {DIAR_ENV} (default {DEFAULT_DIAR_MODEL})"
+                f"send diarize=false, or set {DIAR_ENV} (default {settings.DEFAULT_DIAR_MODEL})"
             )
         source = (options.source_lang or AUTO).strip().lower()
         if source != AUTO:

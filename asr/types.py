@@ -6,7 +6,6 @@ seconds appear only in properties and at the JSON boundary (`to_dict`).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,16 +19,6 @@ with its 40 s limit, and its timestamps are most reliable on short inputs."""
 
 TARGET_LUFS = -23.0
 """EBU R 128 programme loudness; every chunk is normalised to it before inference."""
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as e:
-        raise ValueError(f"environment variable {name}={raw!r} is not a number") from e
 
 
 @dataclass(frozen=True)
@@ -51,14 +40,16 @@ class AudioLimits:
 
     @classmethod
     def from_env(cls) -> "AudioLimits":
+        from .settings import number
+
         d = cls()
         return cls(
-            max_duration_s=_env_float("ASR_MAX_DURATION_S", d.max_duration_s),
-            min_sample_rate=int(_env_float("ASR_MIN_SAMPLE_RATE", d.min_sample_rate)),
-            max_sample_rate=int(_env_float("ASR_MAX_SAMPLE_RATE", d.max_sample_rate)),
-            max_channels=int(_env_float("ASR_MAX_CHANNELS", d.max_channels)),
-            decode_timeout_s=_env_float("ASR_DECODE_TIMEOUT_S", d.decode_timeout_s),
-            decoder_memory_bytes=int(_env_float("ASR_DECODER_MEMORY_MB", d.decoder_memory_bytes / 2**20) * 2**20),
+            max_duration_s=number("ASR_MAX_DURATION_S", d.max_duration_s),
+            min_sample_rate=int(number("ASR_MIN_SAMPLE_RATE", d.min_sample_rate)),
+            max_sample_rate=int(number("ASR_MAX_SAMPLE_RATE", d.max_sample_rate)),
+            max_channels=int(number("ASR_MAX_CHANNELS", d.max_channels)),
+            decode_timeout_s=number("ASR_DECODE_TIMEOUT_S", d.decode_timeout_s),
+            decoder_memory_bytes=int(number("ASR_DECODER_MEMORY_MB", d.decoder_memory_bytes / 2**20) * 2**20),
         )
 
 

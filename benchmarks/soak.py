@@ -78,7 +78,7 @@ def _cmd(pid: int) -> str:
 
 def run_hostile(server, tmpdir: Path, work: Path) -> None:
     """Each case of the hostile corpus once, with the worker's RSS after it."""
-    from tests.media import load_reference
+    from tests.media import SHARED_AUDIO, load_reference
     from tests.test_hostile import CASES
 
     ctx = {"jfk": load_reference("jfk.flac"), "shared": SHARED_AUDIO, "loopback": "http://127.0.0.1:9"}

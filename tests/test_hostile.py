@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import fractions
-import functools
 import http.server
 import io
 import os

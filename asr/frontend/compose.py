@@ -18,13 +18,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import settings
 from ..errors import InputError, Stopped
 from ..media import policy
 from ..media.protocol import RangePlan, RangeSummary, StreamInfo
@@ -92,7 +93,7 @@ class FrontEnd:
         self.chunk_options = chunk_options or ChunkOptions()
         self.loudness_options = loudness_options or LoudnessOptions()
         self.limits = limits or AudioLimits.from_env()
-        self.workers = workers or _workers_from_env()
+        self.workers = workers or settings.frontend_workers()
 
     def run(self, path: str | os.PathLike, progress: Progress | None = None, keep_audio: bool = False,
             display_name: str | None = None) -> "FrontEndRun":
@@ -275,17 +276,6 @@ class FrontEndRun:
                 continue
         pending.popleft()
         return chunk
-
-
-def _workers_from_env() -> int | None:
-    """ASR_FRONTEND_WORKERS: decoder children per file (unset or 0: every usable core)."""
-    raw = os.environ.get("ASR_FRONTEND_WORKERS", "").strip()
-    if not raw:
-        return None
-    try:
-        return max(0, int(raw)) or None
-    except ValueError as e:
-        raise ValueError(f"environment variable ASR_FRONTEND_WORKERS={raw!r} is not a whole number") from e
 
 
 _warmed = threading.Event()

@@ -55,7 +55,9 @@ Event = StreamInfo | RangePlan | RangeSummary | Audio | Probabilities
 
 def child_module() -> str:
     """The child's entry point; the fault-injecting one only when tests ask for it."""
-    return "asr.media.faults" if os.environ.get("ASR_FAULT_INJECTION") == "1" else "asr.media.child"
+    from .. import settings
+
+    return "asr.media.faults" if settings.fault_injection() else "asr.media.child"
 
 
 class DecoderProcess:

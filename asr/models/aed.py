@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
+from .. import settings
 from ..languages import NAMES, pivot_pairs
 from ..types import ChunkResult, Request
 from . import runtime, xattn_cache
@@ -93,7 +93,7 @@ class AEDModel:
         self.device = device
         self.batch_size = batch_size or runtime.default_batch_size(device)
         set_generation_cap(model, DEFAULT_MAX_GENERATION_DELTA)
-        if os.environ.get("ASR_XATTN_CACHE", "1") != "0":
+        if settings.xattn_cache():
             xattn_cache.install(model)
         self.capabilities = capabilities(model, languages)
 

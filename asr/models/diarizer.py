@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 
 import numpy as np
 
+from .. import settings
 from ..errors import ModelLoadError
 from ..types import SAMPLE_RATE, SpeakerActivity
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIAR_MODEL = "nvidia/diar_streaming_sortformer_4spk-v2"
+DEFAULT_DIAR_MODEL = settings.DEFAULT_DIAR_MODEL
 MARGIN_FRAMES = 4
 """Extra 10 ms feature frames computed on each side of a window: the 512-sample STFT reaches
 2.6 frames beyond a frame's centre; pre-emphasis one sample more."""
@@ -67,7 +67,7 @@ class Diarizer:
 
         from .runtime import pick_device, restore
 
-        name = name_or_path or os.environ.get("ASR_DIAR_MODEL") or DEFAULT_DIAR_MODEL
+        name = name_or_path or settings.diar_model() or DEFAULT_DIAR_MODEL
         started = time.perf_counter()
         dev = pick_device(device)
         model = restore(name, dev, "ASR_DIAR_MODEL", cls=SortformerEncLabelModel,
@@ -93,8 +93,6 @@ class Diarizer:
     def _feature_stats(self, audio, n_frames: int, step: int):
         """Whole-recording mean and std of each feature (NeMo's per_feature normalisation),
         accumulated window by window."""
-        import torch
-
         total = None
         total_sq = None
         for f0 in range(0, n_frames, step):

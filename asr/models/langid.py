@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .. import settings
 from ..errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LID_MODEL = "langid_ambernet"
+DEFAULT_LID_MODEL = settings.DEFAULT_LID_MODEL
 ENV_VAR = "ASR_LID_MODEL"
 SAMPLE_RATE = 16_000
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 64}

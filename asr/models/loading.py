@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from ..errors import ModelLoadError, UnknownModelError
 from ..languages import NAMES
 from . import runtime
@@ -16,7 +16,7 @@ from .base import SpeechModel
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "nvidia/canary-1b-v2"
+DEFAULT_MODEL = settings.DEFAULT_MODEL
 _ENTRY = re.compile(r"^(?P<name>[^\[\]]+?)\s*(?:\[(?P<langs>[^\[\]]*)\])?$")
 
 
@@ -138,7 +138,7 @@ class ModelSet:
 def load_models(spec: str | None = None, device: str | None = None, batch_size: int | None = None) -> ModelSet:
     """Load every model of `spec` (default: $ASR_MODEL, else nvidia/canary-1b-v2) once, through
     NeMo's own loaders. Every failure names ASR_MODEL."""
-    spec = spec or os.environ.get("ASR_MODEL") or DEFAULT_MODEL
+    spec = spec or settings.model_spec()
     entries = parse_spec(spec)
     dev = runtime.pick_device(device)
     models = []

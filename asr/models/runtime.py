@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 
+from .. import settings
 from ..errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def pick_device(requested: str | None = None) -> str:
     """`requested`, else $ASR_DEVICE, else CUDA when available, else CPU."""
     import torch
 
-    want = (requested or os.environ.get("ASR_DEVICE") or "auto").lower()
+    want = (requested or settings.device()).lower()
     if want == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if want.startswith("cuda") and not torch.cuda.is_available():
@@ -56,14 +56,8 @@ def autocast(device: str):
 def default_batch_size(device: str) -> int:
     """Chunks per model call: $ASR_BATCH_SIZE if set; on CUDA as many as half the free memory
     holds, up to MAX_CUDA_BATCH; on CPU, CPU_BATCH."""
-    env = os.environ.get("ASR_BATCH_SIZE")
-    if env:
-        try:
-            value = int(env)
-        except ValueError as e:
-            raise ValueError(f"ASR_BATCH_SIZE={env!r} is not an integer") from e
-        if value < 1:
-            raise ValueError(f"ASR_BATCH_SIZE must be at least 1, not {value}")
+    value = settings.batch_size()
+    if value is not None:
         return value
     if device.startswith("cuda"):
         import torch

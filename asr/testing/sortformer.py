@@ -183,7 +183,6 @@ def _teach_pitch(model) -> None:
             if layer.conv.pointwise_conv2.bias is not None:
                 layer.conv.pointwise_conv2.bias.zero_()
         sm = model.sortformer_modules
-        tf = sm.tf_d_model
         proj = sm.encoder_proj  # fc_d_model -> tf_d_model: carry dims 0..3 over
         proj.weight.zero_()
         proj.bias.zero_()

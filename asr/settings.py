@@ -1,0 +1,111 @@
+"""The only reader of `ASR_*` environment variables: each setting typed, defaulted and checked in
+one place, with an error that names the variable and what it accepts.
+
+Read at the moment a setting is needed (loading a model, starting a file), not at import, so a
+server, a CLI run and a test each see the environment they were started with. The README's
+tables list every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "nvidia/canary-1b-v2"
+DEFAULT_LID_MODEL = "langid_ambernet"
+DEFAULT_DIAR_MODEL = "nvidia/diar_streaming_sortformer_4spk-v2"
+DEFAULT_ACTIVITY_FILE = "/tmp/asr-activity.json"
+OFF = "none"
+"""Value of ASR_LID_MODEL / ASR_DIAR_MODEL that turns the language identifier / diarizer off."""
+
+
+def text(name: str, default: str | None = None) -> str | None:
+    """A string setting; unset or blank means `default`."""
+    raw = os.environ.get(name, "").strip()
+    return raw or default
+
+
+def number(name: str, default: float) -> float:
+    raw = text(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as e:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from e
+
+
+def whole(name: str, default: int | None, minimum: int = 0) -> int | None:
+    raw = text(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise ValueError(f"environment variable {name}={raw!r} is not a whole number") from e
+    if value < minimum:
+        raise ValueError(f"environment variable {name} must be at least {minimum}, not {value}")
+    return value
+
+
+def flag(name: str, default: bool) -> bool:
+    raw = text(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name}={raw!r} is not one of 1, 0, true, false, yes, no, on, off")
+
+
+# -- the settings, by the part that uses them ----------------------------------------------------
+
+def model_spec() -> str:
+    """ASR_MODEL: comma-separated Hugging Face names or .nemo paths (the first is the default)."""
+    return text("ASR_MODEL", DEFAULT_MODEL)
+
+
+def optional_model(name: str, default: str, given: str | None = None) -> str | None:
+    """ASR_LID_MODEL / ASR_DIAR_MODEL (or `given`, e.g. a CLI flag): what to load, or None when
+    turned off with `none`."""
+    value = (given or "").strip() or text(name, default)
+    return None if value.lower() == OFF else value
+
+
+def lid_model(given: str | None = None) -> str | None:
+    return optional_model("ASR_LID_MODEL", DEFAULT_LID_MODEL, given)
+
+
+def diar_model(given: str | None = None) -> str | None:
+    return optional_model("ASR_DIAR_MODEL", DEFAULT_DIAR_MODEL, given)
+
+
+def device() -> str:
+    """ASR_DEVICE: auto (default), cpu, cuda or cuda:N."""
+    return text("ASR_DEVICE", "auto").lower()
+
+
+def batch_size() -> int | None:
+    """ASR_BATCH_SIZE: chunks per model call (None: chosen from the device)."""
+    return whole("ASR_BATCH_SIZE", None, minimum=1)
+
+
+def xattn_cache() -> bool:
+    """ASR_XATTN_CACHE: the decoder's cross-attention projection cache (on by default)."""
+    return flag("ASR_XATTN_CACHE", True)
+
+
+def frontend_workers() -> int | None:
+    """ASR_FRONTEND_WORKERS: decoder children per file (unset or 0: every usable core)."""
+    return whole("ASR_FRONTEND_WORKERS", None) or None
+
+
+def fault_injection() -> bool:
+    """ASR_FAULT_INJECTION: the decoder's test-only failure hook (off unless 1)."""
+    return text("ASR_FAULT_INJECTION") == "1"
+
+
+def activity_file() -> Path:
+    """ASR_ACTIVITY_FILE: where the worker records when predictions start and end."""
+    return Path(text("ASR_ACTIVITY_FILE", DEFAULT_ACTIVITY_FILE))
