@@ -51,11 +51,7 @@ def build(out_path: str | os.PathLike, seed: int = 0) -> Path:
             "decoding": {"strategy": "greedy_batch", "preserve_alignments": False},
         }))
         model.eval()
-        timed_words.position_only_encoder(model.encoder)
-        ids = _common.single_token_ids(model.tokenizer, list(WORDS))
-        frames = [timed_words.word_frame(k) for k in range(1, len(WORDS) + 1)]
-        vectors = timed_words.frame_vectors(model, frames[-1] + 60)
-        weights, biases = timed_words.detector_weights(vectors, frames)
+        ids, weights, biases = timed_words.word_detectors(model, WORDS)
         conv = model.decoder.decoder_layers[0]  # Conv1d(d, vocab + 1, 1); blank is the last class
         with torch.no_grad():
             conv.weight.zero_()

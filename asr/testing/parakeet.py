@@ -106,11 +106,7 @@ def build(out_path: str | os.PathLike, seed: int = 0) -> Path:
     with tempfile.TemporaryDirectory() as tmp, quiet_nemo():
         model = build_parakeet_like(TINY_DIMS, tmp, seed)
         model.eval()
-        timed_words.position_only_encoder(model.encoder)
-        ids = _common.single_token_ids(model.tokenizer, list(WORDS))
-        frames = [timed_words.word_frame(k) for k in range(1, len(WORDS) + 1)]
-        vectors = timed_words.frame_vectors(model, frames[-1] + 60)
-        weights, biases = timed_words.detector_weights(vectors, frames)
+        ids, weights, biases = timed_words.word_detectors(model, WORDS)
         joint = model.joint
         vocab = model.decoder.blank_idx  # blank follows the tokens; the durations follow it
         with torch.no_grad():

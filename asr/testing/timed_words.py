@@ -89,3 +89,15 @@ def detector_weights(vectors, frames: list[int], gain: float = 60.0):
         weights.append(scale * E[f] / vectors[f].norm())
         biases.append(-scale * (1.0 - margin / 2))
     return torch.stack(weights), torch.tensor(biases)
+
+
+def word_detectors(model, words: list[str] | tuple[str, ...]):
+    """Make `model`'s encoder position-only and return what its output head needs to say word k
+    at `word_frame(k)`: (token id of each word, detector weights, biases), as detector_weights."""
+    from ._common import single_token_ids
+
+    position_only_encoder(model.encoder)
+    ids = single_token_ids(model.tokenizer, list(words))
+    frames = [word_frame(k) for k in range(1, len(words) + 1)]
+    weights, biases = detector_weights(frame_vectors(model, frames[-1] + 60), frames)
+    return ids, weights, biases
