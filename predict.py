@@ -5,14 +5,16 @@ Run it with `make serve` (Cog's HTTP server, coglet) or `cog predict -i audio=@s
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import traceback
 import typing
 from typing import NotRequired, Optional, TypedDict
 
-from cog import BaseRunner, Input, Path, current_scope
+from cog import BaseRunner, Input, Path, concurrent, current_scope
 
-from asr import formats, health
+from asr import formats, health, settings
 from asr.errors import ASRError
 from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
@@ -22,6 +24,7 @@ from asr.uploads import display_name, forget_parsed_urls, received_file, with_di
 log = logging.getLogger("predict")
 
 _LANGS = ", ".join(f"{c} ({NAMES[c]})" for c in ALL_CODES)
+MAX_CONCURRENCY = settings.max_concurrency()
 
 
 # The output's shape, for /openapi.json and client generators. The values are Transcript.to_dict()'s
@@ -98,9 +101,17 @@ class Runner(BaseRunner):
         the language identifier $ASR_LID_MODEL and the diarizer $ASR_DIAR_MODEL (`none`: off)."""
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self.transcriber = Transcriber.load()
+        self._running = 0
+        self._running_lock = threading.Lock()
         health.mark(running=False)
 
-    def run(
+    def healthcheck(self) -> bool:
+        """coglet asks this; False (after a GPU fault, when the model can no longer run in this
+        process) makes the server report UNHEALTHY, so a supervisor restarts it."""
+        return self.transcriber.scheduler.healthy
+
+    @concurrent(max=MAX_CONCURRENCY)
+    async def run(
         self,
         audio: Path = Input(
             description="Audio or video file (WAV, MP3, M4A/AAC, FLAC, OGG, Opus, WebM, MP4, MKV, MOV, ...), "
@@ -148,30 +159,45 @@ class Runner(BaseRunner):
             subtitles=SubtitleOptions(max_segment_s=max_segment_s, max_line_chars=max_line_chars),
             model=model, diarize=diarize,
         )
-        health.mark(running=True)
-        forget_parsed_urls()
+        self._mark(+1)
+        cancel = threading.Event()
         try:
-            return self._run(audio, options)
+            # The work runs on a thread of its own: coglet runs every prediction's run() on one
+            # event loop, which must stay free to accept and cancel the others.
+            transcript = await asyncio.to_thread(self._run, audio, options, cancel)
+            scope = current_scope()  # on the loop: the scope belongs to this prediction's task
+            scope.record_metric("audio_s", transcript.duration_s)
+            scope.record_metric("speech_s", transcript.speech_s)
+            for key, value in transcript.timings_s.items():
+                scope.record_metric(f"timings.{key}", value)
+            return await asyncio.to_thread(self._output, transcript, options)
+        except asyncio.CancelledError:
+            cancel.set()  # the thread stops within a quarter of a second and drops its queued chunks
+            raise
         finally:
-            forget_parsed_urls()
-            health.mark(running=False)
+            self._mark(-1)
 
-    def _run(self, audio, options: TranscribeOptions) -> Output:
+    def _mark(self, delta: int) -> None:
+        with self._running_lock:
+            self._running += delta
+            running = self._running > 0
+            forget_parsed_urls()
+        health.mark(running=running)
+
+    def _output(self, transcript, options: TranscribeOptions) -> Output:
+        return to_output(formats.to_dict(transcript, options.subtitles))  # srt/vtt null without timestamps
+
+    def _run(self, audio, options: TranscribeOptions, cancel: threading.Event):
         path = received_file(audio)
         name = display_name(path)
         try:
             # A URL's file name is quoted in messages like any file name; "the uploaded file" is a
             # description, which with_display_name puts in place of the temporary name unquoted.
             shown = None if name.startswith("the ") else name
-            transcript = self.transcriber.transcribe(str(path), options, display_name=shown)
+            transcript = self.transcriber.transcribe(str(path), options, display_name=shown, cancel=cancel)
         except ASRError as e:
             raise with_display_name(e, path, name)  # a message for the user; no traceback needed
         except Exception:
             traceback.print_exc()  # Cog reports only the message; keep the trace in the server log
             raise
-        scope = current_scope()
-        scope.record_metric("audio_s", transcript.duration_s)
-        scope.record_metric("speech_s", transcript.speech_s)
-        for key, value in transcript.timings_s.items():
-            scope.record_metric(f"timings.{key}", value)
-        return to_output(formats.to_dict(transcript, options.subtitles))  # srt/vtt null without timestamps
+        return transcript

@@ -48,3 +48,8 @@ class ServerPathError(InputError):
 
 class UnknownModelError(InputError):
     """A request named a model that is not loaded (ASR_MODEL lists the loaded ones)."""
+
+
+class ModelFailure(ASRError):
+    """The model failed while running a batch that held this request's audio (the server keeps
+    serving; after a device fault it reports itself unhealthy so it is restarted)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -28,16 +29,20 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import settings
-from .errors import InputError, LanguageError
+from .errors import InputError, LanguageError, Stopped
 from .frontend import FrontEnd, Progress
 from .languages import ALL_CODES, normalise_code
 from .segments import build_segments, join_text
+from .serving import DEFAULT_MAX_WAIT_S, BatchKey, Scheduler, Session
+from .serving.cores import CoreShare
 from .spool import ChunkSpool
 from .types import AUTO, MIXED, Chunk, ChunkResult, Request, Segment, TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+PREFETCH_CHUNKS = 8
+"""Chunks the front end may run ahead of the thread that hands them to the scheduler."""
 LID_ENV = "ASR_LID_MODEL"
 DIAR_ENV = "ASR_DIAR_MODEL"
 
@@ -91,9 +96,15 @@ class Piece:
 class Transcriber:
     """Built once (models loaded) and then used for every request; `options.model` picks one."""
 
-    def __init__(self, models, frontend: FrontEnd | None = None, identifier=None, diarizer=None):
+    def __init__(self, models, frontend: FrontEnd | None = None, identifier=None, diarizer=None,
+                 scheduler: Scheduler | None = None):
         self.models = models
         """An `asr.models.ModelSet` (or anything with its `get`, `release`)."""
+        self.scheduler = scheduler or Scheduler(models, queue_bytes=settings.queue_bytes(_queue_default(models)),
+                                                max_wait_s=settings.batch_wait_s(DEFAULT_MAX_WAIT_S))
+        """Owns the models: every model call of every request goes through it."""
+        self.cores = CoreShare()
+        """Decoder children per file, shared among the predictions running at once."""
         self.frontend = frontend or FrontEnd()
         self.identifier = identifier
         """An `asr.models.langid.LanguageIdentifier`, or None (ASR_LID_MODEL=none)."""
@@ -156,44 +167,52 @@ class Transcriber:
         return Plan(model, None, target, None)
 
     def transcribe(self, audio: str | os.PathLike, options: TranscribeOptions,
-                   progress: Progress | None = None, display_name: str | None = None) -> Transcript:
+                   progress: Progress | None = None, display_name: str | None = None,
+                   cancel: threading.Event | None = None) -> Transcript:
         """Transcribe or translate one file (named `display_name` in messages; default its
-        basename). Failures and cancellation (an exception from any stage) stop the decoder,
-        drop the chunks and free cached model memory."""
+        basename). Many calls may run at once from different threads: their chunks share the
+        scheduler's batches. Failures and cancellation (an exception from any stage, or `cancel`
+        set, which raises `Stopped` within a quarter of a second) stop the decoder and drop this
+        file's queued chunks; the other files' work goes on."""
         try:
-            return self._transcribe(audio, options, progress, display_name)
+            with self.cores.share(self.frontend.workers) as workers:
+                return self._transcribe(audio, options, progress, display_name, cancel, workers)
         except BaseException as e:
-            # The traceback holds the finished frames (NeMo's among them) and their tensors;
-            # clear their locals so the memory can really go back before we release it.
+            # The traceback holds the finished frames and their arrays; clear their locals so
+            # the memory can really go back.
             traceback.clear_frames(e.__traceback__)
-            self.models.release()
             raise
         finally:
             release_memory()
 
     def _transcribe(self, audio, options: TranscribeOptions, progress: Progress | None,
-                    display_name: str | None) -> Transcript:
+                    display_name: str | None, cancel: threading.Event | None, workers: int) -> Transcript:
         plan = self.check(options)  # fail before any work
         name = display_name or os.path.basename(os.fspath(audio))
         timings = Timings()
         start = time.perf_counter()
-        run = self.frontend.run(audio, progress=progress, keep_audio=options.diarize, display_name=name)
-        batcher = _Batcher(plan.model, options, timings, progress, name, start)
-        routing = None
-        if plan.source is not None:
-            request = Request(plan.source, plan.target, pnc=options.pnc, timestamps=options.timestamps)
-            pieces = self._stream(run, batcher, request, plan.task, timings)
-        else:
-            pieces, routing = self._detect_then_transcribe(run, batcher, plan, options, timings)
-        summary = run.summary
-        timings.frontend_s = summary.timings.decode_vad_s
-        pieces.sort(key=lambda p: p.chunk.start_s)
-        segments = _segments(pieces, options)
-        speakers = None
-        if options.diarize:
-            t = time.perf_counter()
-            segments, speakers = self._speakers(segments, summary.audio, options)
-            timings.diarize_s = time.perf_counter() - t
+        run = self.frontend.run(audio, progress=progress, keep_audio=options.diarize, display_name=name,
+                                workers=workers)
+        tracker = _Progress(progress, name, start)
+        with self.scheduler.open(name, cancel=cancel, on_batch=tracker.done) as session:
+            tracker.total = lambda: run.chunks_total
+            routing = None
+            if plan.source is not None:
+                request = Request(plan.source, plan.target, pnc=options.pnc, timestamps=options.timestamps)
+                pieces = self._stream(run, session, plan.model, request, plan.task, cancel)
+            else:
+                pieces, routing = self._detect_then_transcribe(run, session, plan, options, timings, cancel, name)
+            summary = run.summary
+            timings.frontend_s = summary.timings.decode_vad_s
+            pieces.sort(key=lambda p: p.chunk.start_s)
+            segments = _segments(pieces, options)
+            speakers = None
+            if options.diarize:
+                t = time.perf_counter()
+                segments, speakers = self._speakers(session, segments, summary.audio, options)
+                timings.diarize_s = time.perf_counter() - t
+            stats = session.stats
+            timings.model_s, timings.batches, timings.wait_s = stats.model_s, stats.batches, stats.idle_s
         warnings = summary.warnings + (routing.warnings if routing is not None else ())
         languages = tuple(dict.fromkeys(p.source for p in pieces))
         if plan.source is not None:
@@ -224,33 +243,27 @@ class Transcriber:
                  timings.model_s, timings.batches)
         return transcript
 
-    def _stream(self, run, batcher: "_Batcher", request: Request, task: str, timings: Timings) -> list[Piece]:
-        """Known languages: batches go to the model while the front end is still decoding."""
-        pieces: list[Piece] = []
-        pending = []
-        model = batcher.model
-        # closing(): on an error or Cog's cancel the front end stops now, not when garbage is collected
-        with contextlib.closing(prefetch(run, depth=2 * model.batch_size)) as chunks:
-            while True:
-                t = time.perf_counter()
-                chunk = next(chunks, None)
-                timings.wait_s += time.perf_counter() - t  # the model idle, waiting for the front end
-                if chunk is None:
-                    break
-                pending.append(chunk)
-                if len(pending) >= model.batch_size:
-                    batch, pending = pending, []
-                    out = batcher.run([c.samples for c in batch], request, run.chunks_total)
-                    pieces.extend(Piece(c.chunk, r, request.source_lang, task) for c, r in zip(batch, out, strict=True))
-            if pending:
-                out = batcher.run([c.samples for c in pending], request, run.chunks_total)
-                pieces.extend(Piece(c.chunk, r, request.source_lang, task) for c, r in zip(pending, out, strict=True))
-        return pieces
+    def _stream(self, run, session: Session, model, request: Request, task: str,
+                cancel: threading.Event | None) -> list[Piece]:
+        """Known languages: every chunk goes to the scheduler as soon as the front end has it, so
+        the model starts while the file is still decoding."""
+        key = BatchKey(model.name, request)
+        chunks: list[Chunk] = []
+        futures = []
+        # closing(): on an error or a cancel the front end stops now, not when garbage is collected
+        with contextlib.closing(prefetch(run, depth=PREFETCH_CHUNKS, cancel=cancel)) as stream:
+            for prepared in stream:
+                futures.append(session.submit(len(chunks), prepared.samples, key))
+                chunks.append(prepared.chunk)
+        session.finish()
+        results = session.wait(futures)
+        return [Piece(c, r, request.source_lang, task) for c, r in zip(chunks, results, strict=True)]
 
-    def _detect_then_transcribe(self, run, batcher: "_Batcher", plan: Plan, options: TranscribeOptions,
-                                timings: Timings):
-        """source_lang auto: score every chunk while the file streams (audio parked on disk),
-        decide the languages (asr.routing), then transcribe in batches per prompt."""
+    def _detect_then_transcribe(self, run, session: Session, plan: Plan, options: TranscribeOptions,
+                                timings: Timings, cancel: threading.Event | None, name: str):
+        """source_lang auto: score every chunk while the file streams (audio parked on disk; the
+        identifier's batches run on the scheduler between ASR batches), decide the languages
+        (asr.routing), then send every chunk with its own prompt."""
         import numpy as np
 
         from .routing import prompts, route
@@ -259,93 +272,81 @@ class Transcriber:
         model = plan.model
         caps = model.capabilities
         chunks: list[Chunk] = []
-        scores: list[np.ndarray] = []
+        score_futures = []
         waiting: list[np.ndarray] = []
 
-        def score() -> None:
+        def score(batch: list[np.ndarray]):
             t = time.perf_counter()
-            scores.append(identifier.score(waiting))
-            timings.lid_s += time.perf_counter() - t
-            waiting.clear()
+            try:
+                return identifier.score(batch)
+            finally:
+                timings.lid_s += time.perf_counter() - t
 
         with ChunkSpool() as spool:
-            with contextlib.closing(prefetch(run, depth=2 * identifier.batch_size)) as stream:
-                while True:
-                    t = time.perf_counter()
-                    prepared = next(stream, None)
-                    timings.wait_s += time.perf_counter() - t
-                    if prepared is None:
-                        break
+            with contextlib.closing(prefetch(run, depth=PREFETCH_CHUNKS, cancel=cancel)) as stream:
+                for prepared in stream:
                     chunks.append(prepared.chunk)
                     spool.add(prepared.samples)
                     waiting.append(prepared.samples)
                     if len(waiting) >= identifier.batch_size:
-                        score()
+                        score_futures.append(session.call(functools.partial(score, waiting)))
+                        waiting = []
                 if waiting:
-                    score()
+                    score_futures.append(session.call(functools.partial(score, waiting)))
+                    waiting = []
+            scores = session.wait(score_futures)
             if not chunks:
+                session.finish()
                 return [], None
             routing = route(np.concatenate(scores), identifier.labels, [c.duration_s for c in chunks],
                             caps.accepted_languages)
             per_chunk = prompts(routing, plan.target, caps.translation_pairs)
-            groups: dict[tuple[str, str, str], list[int]] = {}
-            for i, prompt in enumerate(per_chunk):
-                # a model that reads no prompt takes every chunk in one stream of batches
-                groups.setdefault(prompt if caps.needs_prompt else per_chunk[0], []).append(i)
-            log.info("%s: detected %s (p=%.2f)%s", batcher.name, routing.language, routing.probability,
+            log.info("%s: detected %s (p=%.2f)%s", name, routing.language, routing.probability,
                      f"; chunks in {', '.join(routing.languages)}" if routing.mixed else "")
-            pieces: list[Piece] = []
-            for (src, tgt, _task), members in groups.items():
-                request = Request(src, tgt, pnc=options.pnc, timestamps=options.timestamps)
-                members.sort(key=lambda i: chunks[i].num_samples, reverse=True)
-                for b in range(0, len(members), model.batch_size):
-                    idx = members[b : b + model.batch_size]
-                    out = batcher.run([spool.get(i) for i in idx], request, len(chunks))
-                    pieces.extend(Piece(chunks[i], r, per_chunk[i][0], per_chunk[i][2])
-                                  for i, r in zip(idx, out, strict=True))
+            futures = []
+            for i, (src, tgt, _task) in enumerate(per_chunk):
+                # a model that reads no prompt takes every chunk under one key (one stream of batches)
+                src, tgt, _ = (src, tgt, _task) if caps.needs_prompt else per_chunk[0]
+                key = BatchKey(model.name, Request(src, tgt, pnc=options.pnc, timestamps=options.timestamps))
+                futures.append(session.submit(i, spool.get(i), key))
+            session.finish()
+            results = session.wait(futures)
+        pieces = [Piece(c, r, per_chunk[i][0], per_chunk[i][2])
+                  for i, (c, r) in enumerate(zip(chunks, results, strict=True))]
         return pieces, routing
 
-    def _speakers(self, segments: list[Segment], audio, options: TranscribeOptions):
+    def _speakers(self, session: Session, segments: list[Segment], audio, options: TranscribeOptions):
         from .post.speakers import assign_speakers
 
         if audio is None or audio.size == 0 or not segments:
             return segments, ()
-        activity = self.diarizer.diarize(audio)
+        activity = session.wait([session.call(functools.partial(self.diarizer.diarize, audio))])[0]
         result = assign_speakers(segments, activity, options.subtitles)
         return list(_relabel_languages(result.segments, segments)), result.speakers
 
 
-class _Batcher:
-    """Runs one batch through the model (sorted by length), counts time and reports progress."""
+class _Progress:
+    """Counts a prediction's finished chunks (called on the scheduler's thread after each batch),
+    reports them to the progress callback and, at most every 5 s, to the log."""
 
-    def __init__(self, model, options: TranscribeOptions, timings: Timings, progress: Progress | None,
-                 name: str, start: float):
-        self.model = model
-        self.timings = timings
+    def __init__(self, progress: Progress | None, name: str, start: float):
         self.progress = progress
         self.name = name
         self.start = start
-        self.done = 0
+        self.count = 0
         self.last_log = 0.0
+        self.total = lambda: None
 
-    def run(self, audios: Sequence, request: Request, total: int | None) -> list[ChunkResult]:
-        order = sorted(range(len(audios)), key=lambda i: audios[i].size, reverse=True)
-        t = time.perf_counter()
-        out = self.model.transcribe([audios[i] for i in order], request)
-        self.timings.model_s += time.perf_counter() - t
-        self.timings.batches += 1
-        results: list[ChunkResult] = [None] * len(audios)  # type: ignore[list-item]
-        for i, r in zip(order, out, strict=True):
-            results[i] = r
-        self.done += len(audios)
-        now = time.perf_counter()
+    def done(self, n: int) -> None:
+        self.count += n
+        total = self.total()
         if self.progress is not None:
-            self.progress("transcribe", self.done, total or 0)
-        if now - self.last_log >= 5.0 or self.done == total:
+            self.progress("transcribe", self.count, total or 0)
+        now = time.perf_counter()
+        if now - self.last_log >= 5.0 or self.count == total:
             self.last_log = now
-            log.info("%s: %d%s chunks done, %.1f s elapsed", self.name, self.done,
+            log.info("%s: %d%s chunks done, %.1f s elapsed", self.name, self.count,
                      f"/{total}" if total else "", now - self.start)
-        return results
 
 
 def _segments(pieces: list[Piece], options: TranscribeOptions) -> list[Segment]:
@@ -374,7 +375,14 @@ def _relabel_languages(segments: Iterable[Segment], labelled: Sequence[Segment])
         yield replace(seg, language=labelled[i].language) if labelled else seg
 
 
-def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+def _queue_default(models) -> int:
+    """Bytes of audio that may wait for the model: three of the largest batches of 20 s chunks,
+    at least 64 MiB."""
+    largest = max((int(getattr(m, "batch_size", 1)) for m in models), default=1)
+    return max(64 * 2**20, 3 * largest * 20 * 16_000 * 4)
+
+
+def prefetch(items: Iterable[T], depth: int, cancel: threading.Event | None = None) -> Iterator[T]:
     """Iterate `items` on a background thread, up to `depth` items ahead of the consumer.
 
     The front end's stages (the VAD's ONNX calls, loudness) then keep working while the model
@@ -413,8 +421,10 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
     try:
         while True:
             try:
-                ok, item = slots.get(timeout=0.25)  # short waits keep Cog's cancel prompt
+                ok, item = slots.get(timeout=0.25)  # short waits keep cancellation prompt
             except queue.Empty:
+                if cancel is not None and cancel.is_set():
+                    raise Stopped("the prediction was cancelled") from None
                 continue
             if not ok:
                 raise item

@@ -109,3 +109,29 @@ def fault_injection() -> bool:
 def activity_file() -> Path:
     """ASR_ACTIVITY_FILE: where the worker records when predictions start and end."""
     return Path(text("ASR_ACTIVITY_FILE", DEFAULT_ACTIVITY_FILE))
+
+
+def queue_bytes(default: int) -> int:
+    """ASR_QUEUE_MB: audio (MiB) that may wait for the model, all predictions together; the front
+    ends wait when it is full."""
+    mb = whole("ASR_QUEUE_MB", None, minimum=1)
+    return default if mb is None else mb * 2**20
+
+
+def batch_wait_s(default: float) -> float:
+    """ASR_BATCH_WAIT_MS: how long a part-full batch waits for more chunks while its predictions
+    are still sending them."""
+    ms = whole("ASR_BATCH_WAIT_MS", None, minimum=0)
+    return default if ms is None else ms / 1000.0
+
+
+DEFAULT_MAX_CONCURRENCY = 32
+"""Predictions one worker accepts at once. Their chunks share the GPU's batches (asr.serving), so
+more predictions cost no GPU memory, only host memory (a running file holds its front end, about
+0.3 GB for an hour of audio) and cores (the front ends share them, asr.serving.cores)."""
+
+
+def max_concurrency() -> int:
+    """ASR_MAX_CONCURRENCY (or coglet's own COG_MAX_CONCURRENCY): predictions one worker accepts
+    at once (their chunks share batches)."""
+    return whole("ASR_MAX_CONCURRENCY", whole("COG_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, minimum=1), minimum=1)

@@ -50,6 +50,12 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     args = ap.parse_args()
     env = dict(os.environ, PORT=str(args.port))
+    # coglet sizes its prediction slots from COG_MAX_CONCURRENCY; the runner's @concurrent(max=...)
+    # reads ASR_MAX_CONCURRENCY (asr/settings.py). Keep the two equal.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from asr import settings
+
+    env.setdefault("COG_MAX_CONCURRENCY", str(settings.max_concurrency()))
     server = subprocess.Popen([sys.executable, "-m", "cog.server.http", "--host", args.host], env=env)
 
     def forward(signum, _frame):

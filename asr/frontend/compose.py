@@ -96,10 +96,11 @@ class FrontEnd:
         self.workers = workers or settings.frontend_workers()
 
     def run(self, path: str | os.PathLike, progress: Progress | None = None, keep_audio: bool = False,
-            display_name: str | None = None) -> "FrontEndRun":
+            display_name: str | None = None, workers: int | None = None) -> "FrontEndRun":
         """Start processing `path`; iterate the result for chunks in timeline order. Messages
-        name the file as `display_name` (default: its basename)."""
-        return FrontEndRun(self, path, progress, keep_audio, display_name)
+        name the file as `display_name` (default: its basename). `workers`: decoder children for
+        this file (default: the front end's own setting)."""
+        return FrontEndRun(self, path, progress, keep_audio, display_name, workers)
 
     def plan(self, path: str | os.PathLike, progress: Progress | None = None,
              display_name: str | None = None, keep_samples: bool = True) -> ChunkPlan:
@@ -122,8 +123,9 @@ class FrontEndRun:
     ended. Closing the iterator early, or `cancel()` from any thread, stops every child."""
 
     def __init__(self, frontend: FrontEnd, path: str | os.PathLike, progress: Progress | None,
-                 keep_audio: bool, display_name: str | None):
+                 keep_audio: bool, display_name: str | None, workers: int | None = None):
         self._fe = frontend
+        self._workers = workers or frontend.workers
         self.path = os.fspath(path)
         self.name = display_name or os.path.basename(self.path)
         self._progress = progress
@@ -162,7 +164,7 @@ class FrontEndRun:
         pending: deque[Future] = deque()
         summaries: list[RangeSummary] = []
         info: StreamInfo | None = None
-        workers = policy.worker_count(self.path, fe.workers)
+        workers = policy.worker_count(self.path, self._workers)
         loud_threads = max(1, min(4, workers))
 
         def prepare(chunk: Chunk, samples: np.ndarray) -> PreparedChunk:
