@@ -96,6 +96,17 @@ def xattn_cache() -> bool:
     return flag("ASR_XATTN_CACHE", True)
 
 
+def fast_decoder() -> bool:
+    """ASR_FAST_DECODER: the AED models' own greedy decoder (on by default; 0 decodes with NeMo's
+    generator, for comparison)."""
+    return flag("ASR_FAST_DECODER", True)
+
+
+def cuda_graphs() -> bool:
+    """ASR_CUDA_GRAPHS: replay the decoder's token step from CUDA graphs (on by default; CUDA only)."""
+    return flag("ASR_CUDA_GRAPHS", True)
+
+
 def frontend_workers() -> int | None:
     """ASR_FRONTEND_WORKERS: decoder children per file (unset or 0: every usable core)."""
     return whole("ASR_FRONTEND_WORKERS", None) or None

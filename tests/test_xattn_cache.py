@@ -61,13 +61,23 @@ def test_cached_projections_give_bit_identical_logits(random_decoder_model):
     assert first.shape[0] == len(audios) and not torch.equal(first[0], first[1])
 
 
-def test_cache_is_cleared_after_each_call(transcriber):
-    engine = transcriber.models.default
+def test_nemo_generator_path_clears_the_cache_after_each_call(tiny_model, monkeypatch):
+    """With ASR_FAST_DECODER=0 (NeMo's own generator) the cache is installed and emptied after
+    every batch, so no encoder output stays alive."""
+    from asr.models import runtime
+    from asr.models.aed import AEDModel
+
+    monkeypatch.setenv("ASR_FAST_DECODER", "0")
+    engine = AEDModel(runtime.restore(str(tiny_model), "cpu"), "tiny", "cpu", batch_size=2)
+    assert engine.fast_decoder is None
+    layer = engine.model.transf_decoder.decoder.layers[0]
+    assert xattn_cache.is_cached(layer.second_sub_layer.value_net)
     engine.transcribe([np.zeros(SAMPLE_RATE, np.float32)], Request("en", "en"))
     for layer in engine.model.transf_decoder.decoder.layers:
         assert layer.second_sub_layer.key_net.forward.input is None  # no encoder output kept alive
 
 
-def test_cache_is_installed_by_default(transcriber):
-    layer = transcriber.models.default.model.transf_decoder.decoder.layers[0]
-    assert xattn_cache.is_cached(layer.second_sub_layer.value_net)
+def test_the_fast_decoder_is_used_by_default(transcriber):
+    engine = transcriber.models.default
+    assert engine.fast_decoder is not None
+    assert engine.model.decoding.decoding.greedy_search is engine.fast_decoder

@@ -22,7 +22,7 @@ import numpy as np
 from .. import settings
 from ..languages import NAMES, pivot_pairs
 from ..types import ChunkResult, Request
-from . import runtime, xattn_cache
+from . import aed_decoder, batching, runtime, xattn_cache
 from .base import hypothesis_result, pad_short
 from .capabilities import Capabilities
 
@@ -83,8 +83,28 @@ def set_generation_cap(model, delta: int) -> None:
         model.change_decoding_strategy(cfg)
 
 
+def use_greedy(model, delta: int) -> None:
+    """Greedy decoding capped at encoder length + delta steps. Canary's config ships the `beam`
+    strategy with beam size 1, which decodes the same tokens through NeMo's slower beam search."""
+    from omegaconf import OmegaConf, open_dict
+
+    if not model.cfg.get("decoding"):
+        return
+    cfg = OmegaConf.create(OmegaConf.to_container(model.cfg.decoding, resolve=True))
+    with open_dict(cfg):
+        cfg.strategy = "greedy"
+        greedy = dict(cfg.get("greedy") or {})
+        greedy["max_generation_delta"] = delta
+        cfg.greedy = greedy
+        if cfg.get("beam") is not None:
+            cfg.beam.max_generation_delta = delta
+    with runtime.quiet_nemo():
+        model.change_decoding_strategy(cfg)
+
+
 class AEDModel:
-    """A loaded EncDecMultiTaskModel behind the SpeechModel interface."""
+    """A loaded EncDecMultiTaskModel behind the SpeechModel interface, on its own batch path
+    (asr.models.batching) with the fast greedy decoder (asr.models.aed_decoder)."""
 
     def __init__(self, model, name: str, device: str, batch_size: int | None = None,
                  languages: frozenset[str] | None = None):
@@ -92,36 +112,119 @@ class AEDModel:
         self.name = name
         self.device = device
         self.batch_size = batch_size or runtime.default_batch_size(device)
-        set_generation_cap(model, DEFAULT_MAX_GENERATION_DELTA)
-        if settings.xattn_cache():
-            xattn_cache.install(model)
+        batching.cast_for_inference(model, device)
+        use_greedy(model, DEFAULT_MAX_GENERATION_DELTA)
+        self.fast_decoder = None
+        infer = model.decoding.decoding
+        generator = getattr(infer, "greedy_search", None)
+        why = aed_decoder.supported(generator) if generator is not None else "no greedy generator"
+        if why is None and settings.fast_decoder():
+            self.fast_decoder = aed_decoder.GreedyDecoder(generator, graphs=settings.cuda_graphs())
+            infer.greedy_search = self.fast_decoder
+        else:
+            log.info("%s decodes with NeMo's own generator (%s)", name, why or "ASR_FAST_DECODER=0")
+            if settings.xattn_cache():
+                xattn_cache.install(model)
         self.capabilities = capabilities(model, languages)
+        self.staging = batching.HostStaging(device)
+        self._prompts: dict[tuple, object] = {}
+        aligner = getattr(model, "timestamps_asr_model", None)
+        self._shared_features = aligner is not None and _same_preprocessor(model, aligner)
 
     def release(self) -> None:
         runtime.release(self.device)
 
     def transcribe(self, audios: Sequence[np.ndarray], request: Request) -> list[ChunkResult]:
         import torch
-        from nemo.collections.asr.models.aed_multitask_models import MultiTaskTranscriptionConfig
 
         if not audios:
             return []
         batch = pad_short(audios)
         aligned = request.timestamps and self.capabilities.timestamps == "aligner"
-        prompt = {
-            "source_lang": request.source_lang,
-            "target_lang": request.target_lang,
-            "pnc": "yes" if request.pnc else "no",
-            # With the auxiliary aligner the decoder is not asked for timestamp tokens.
-            "timestamp": "yes" if request.timestamps and not aligned else "no",
-        }
-        config = MultiTaskTranscriptionConfig(
-            batch_size=len(batch), return_hypotheses=True, num_workers=0, verbose=False, prompt=prompt,
-            enable_chunking=False,  # our chunks are already <= 20 s; NeMo's merge would join them
-        )
+        token_stamps = request.timestamps and not aligned
+        model = self.model
         try:
-            with runtime.autocast(self.device), torch.inference_mode():
-                hyps = self.model.transcribe(batch, override_config=config, timestamps=request.timestamps or None)
+            with torch.inference_mode(), runtime.quiet_nemo():
+                data = self.staging.batch(batch)
+                feats, feat_lens = batching.features(model.preprocessor, data)
+                states, mask = self._encode(feats, feat_lens)
+                hyps = model.decoding.decode_predictions_tensor(
+                    encoder_hidden_states=states, encoder_input_mask=mask,
+                    decoder_input_ids=self._prompt(request, token_stamps, len(batch)), return_hypotheses=True,
+                )
+                del states, mask
+                if aligned:
+                    hyps = self._align(hyps, data, (feats, feat_lens) if self._shared_features else None)
+                elif token_stamps:
+                    from nemo.collections.asr.parts.utils.timestamp_utils import process_aed_timestamp_outputs
+
+                    hyps = process_aed_timestamp_outputs(hyps, model.encoder.subsampling_factor,
+                                                         model.cfg["preprocessor"]["window_stride"])
         finally:
-            xattn_cache.clear(self.model)  # do not hold a batch's encoder output
+            xattn_cache.clear(model)  # NeMo's generator path: do not hold a batch's encoder output
         return [hypothesis_result(h, request.timestamps) for h in hyps]
+
+    def _encode(self, feats, feat_lens):
+        """EncDecMultiTaskModel.forward's encoder half, in the weights' dtype."""
+        from nemo.collections.asr.models.aed_multitask_models import lens_to_mask
+
+        model = self.model
+        encoded, encoded_len = model.encoder(audio_signal=feats.to(batching.compute_dtype(model.encoder)),
+                                             length=feat_lens)
+        states = model.encoder_decoder_proj(encoded.permute(0, 2, 1))
+        mask = lens_to_mask(encoded_len, states.shape[1]).to(states.dtype)
+        if model.use_transf_encoder:
+            states = model.transf_encoder(encoder_states=states, encoder_mask=mask)
+        return states, mask
+
+    def _prompt(self, request: Request, token_stamps: bool, batch: int):
+        """The decoder's prompt ids for this request, (batch, P), built as NeMo's transcribe()
+        builds them (slot defaults filled in) and kept on the device."""
+        key = (request.source_lang, request.target_lang, request.pnc, token_stamps)
+        ids = self._prompts.get(key)
+        if ids is None:
+            from nemo.collections.asr.models.aed_multitask_models import parse_multitask_prompt
+
+            turns = parse_multitask_prompt({
+                "source_lang": request.source_lang, "target_lang": request.target_lang,
+                "pnc": "yes" if request.pnc else "no", "timestamp": "yes" if token_stamps else "no",
+            })
+            defaults = self.model.prompt.get_default_dialog_slots()
+            for turn in turns:
+                mine = [t for t in defaults if t["role"] == turn["role"]]
+                if mine:
+                    turn["slots"] = {**{k: v for k, v in mine[0]["slots"].items()},
+                                     **{k: v for k, v in turn["slots"].items() if v is not None}}
+            ids = self.model.prompt.encode_dialog(turns=turns)["context_ids"].to(self.model.device)
+            self._prompts[key] = ids
+        return ids.unsqueeze(0).repeat(batch, 1)
+
+    def _align(self, hyps, data, shared_features):
+        """Word and segment times from the auxiliary CTC model, run once on the whole batch in
+        this path (features shared with the main model when their front ends are the same)."""
+        from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis
+        from nemo.collections.asr.parts.utils.timestamp_utils import get_forced_aligned_timestamps_with_external_model
+
+        ctc = self.model.timestamps_asr_model
+        feats, feat_lens = shared_features or batching.features(ctc.preprocessor, data)
+        encoded, encoded_len = ctc.encoder(audio_signal=feats.to(batching.compute_dtype(ctc.encoder)), length=feat_lens)
+        log_probs = ctc.decoder(encoder_output=encoded).float()
+        lengths = encoded_len.tolist()
+        frames = [Hypothesis(score=0.0, y_sequence=log_probs[i, : lengths[i]], text="") for i in range(len(hyps))]
+        return get_forced_aligned_timestamps_with_external_model(
+            audio=frames, batch_size=len(frames), external_ctc_model=ctc, main_model_predictions=hyps,
+            timestamp_type=["word", "segment"], viterbi_device=log_probs.device, has_hypotheses=True, verbose=False,
+        )
+
+
+def _same_preprocessor(model, aligner) -> bool:
+    """The aligner's mel front end is configured as the main model's (Canary-1B-v2: yes), so
+    the features computed once serve both."""
+    try:
+        from omegaconf import OmegaConf
+
+        a = OmegaConf.to_container(model.cfg.preprocessor, resolve=True)
+        b = OmegaConf.to_container(aligner.cfg.preprocessor, resolve=True)
+    except Exception:  # noqa: BLE001 - any doubt means compute them separately
+        return False
+    return a == b
