@@ -10,3 +10,8 @@ from .native import NativeTimestampModel
 
 class CTCModel(NativeTimestampModel):
     family = "ctc"
+
+    def _decode(self, encoded, encoded_len):
+        log_probs = self.model.decoder(encoder_output=encoded)
+        return self.model.decoding.ctc_decoder_predictions_tensor(log_probs, decoder_lengths=encoded_len,
+                                                                  return_hypotheses=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..languages import NAMES
 from ..types import ChunkResult, Request
-from . import runtime
+from . import batching, runtime
 from .base import hypothesis_result, pad_short
 from .capabilities import Capabilities
 
@@ -62,7 +62,9 @@ class NativeTimestampModel:
         self.name = name
         self.device = device
         self.batch_size = batch_size or runtime.default_batch_size(device)
+        batching.cast_for_inference(model, device)
         _compute_timestamps(model)
+        self.staging = batching.HostStaging(device)
         langs = frozenset(languages or config_languages(model))
         self.capabilities = Capabilities(
             languages=langs, picks_language=len(langs) != 1, translation_pairs=frozenset(),
@@ -73,17 +75,31 @@ class NativeTimestampModel:
         runtime.release(self.device)
 
     def transcribe(self, audios: Sequence[np.ndarray], request: Request) -> list[ChunkResult]:
+        """Own batch path (asr.models.batching): pinned batch, features and encoder on the device in
+        the weights' dtype, then NeMo's own decoding (label-looping with CUDA graphs where the
+        checkpoint's config asks for it) with timestamps always on (switching them per call
+        rebuilds NeMo's decoder each time)."""
         import torch
+        from nemo.collections.asr.parts.utils.timestamp_utils import process_timestamp_outputs
 
         if not audios:
             return []
         batch = pad_short(audios)
-        # Timestamps always on: switching them per call rebuilds NeMo's decoder each time.
-        with runtime.autocast(self.device), torch.inference_mode(), runtime.quiet_nemo():
-            out = self.model.transcribe(batch, batch_size=len(batch), return_hypotheses=True,
-                                        timestamps=True, num_workers=0, verbose=False)
-        if isinstance(out, tuple):  # (best, n-best) from some decoders
-            out = out[0]
-        if len(out) != len(batch):
-            raise RuntimeError(f"{self.name} returned {len(out)} results for {len(batch)} chunks")
+        model = self.model
+        with torch.inference_mode(), runtime.quiet_nemo():
+            data = self.staging.batch(batch)
+            feats, feat_lens = batching.features(model.preprocessor, data)
+            encoded, encoded_len = model.encoder(audio_signal=feats.to(batching.compute_dtype(model.encoder)),
+                                                 length=feat_lens)
+            del feats
+            out = self._decode(encoded, encoded_len)
+            if isinstance(out, tuple):  # (best, n-best) from some decoders
+                out = out[0]
+            if len(out) != len(batch):
+                raise RuntimeError(f"{self.name} returned {len(out)} results for {len(batch)} chunks")
+            out = process_timestamp_outputs(out, model.encoder.subsampling_factor,
+                                            model.cfg["preprocessor"]["window_stride"])
         return [hypothesis_result(h, request.timestamps) for h in out]
+
+    def _decode(self, encoded, encoded_len):
+        raise NotImplementedError

@@ -12,3 +12,6 @@ from .native import NativeTimestampModel
 
 class TransducerModel(NativeTimestampModel):
     family = "transducer"
+
+    def _decode(self, encoded, encoded_len):
+        return self.model.decoding.rnnt_decoder_predictions_tensor(encoded, encoded_len, return_hypotheses=True)
