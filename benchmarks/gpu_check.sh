@@ -25,8 +25,11 @@ if ! "$py" -c "import nemo" 2>/dev/null; then
   fi
   echo "gpu_check: installing $(ls build/gpu-wheels/*.whl | wc -l) wheels (no index, no dependencies)" >&2
   t0=$(date +%s)
-  "$py" -m pip install --quiet --no-index --no-deps --disable-pip-version-check build/gpu-wheels/*.whl \
-    || { echo "gpu_check: installing the wheels failed" >&2; exit 2; }
+  # into a folder of its own (the host's environment stays untouched), first on the path
+  site="${GPU_CHECK_SITE:-/tmp/asr-gpu-site}"
+  "$py" -m pip install --quiet --no-index --no-deps --no-compile --disable-pip-version-check --upgrade \
+    --target "$site" build/gpu-wheels/*.whl || { echo "gpu_check: installing the wheels failed" >&2; exit 2; }
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
   echo "gpu_check: installed in $(( $(date +%s) - t0 )) s" >&2
 fi
 exec "$py" benchmarks/gpu_check.py --out "$out_dir" "$@"

@@ -55,7 +55,7 @@ def build_full_size(device: str, aligner: bool):
     from asr.testing.canary import CANARY_1B_V2_DIMS, build_canary_like
 
     with tempfile.TemporaryDirectory() as tmp:
-        model, ctc = build_canary_like(CANARY_1B_V2_DIMS, tmp)
+        model, ctc = on_device(device, lambda: build_canary_like(CANARY_1B_V2_DIMS, tmp))
         model.eval()
         with torch.no_grad():
             model.log_softmax.mlp.layer0.bias[model.tokenizer.eos] = -1e4  # keep decoding
@@ -64,6 +64,20 @@ def build_full_size(device: str, aligner: bool):
             object.__setattr__(model, "timestamps_asr_model", ctc)  # as NeMo's restore attaches it
         model.to(torch.device(device))
         return model
+
+
+def on_device(device: str, build):
+    """Build with parameters created on `device` (random init of 1.6 B parameters takes ~100 s on
+    a CPU, seconds on a GPU); on the CPU if that fails."""
+    import torch
+
+    if device.startswith("cuda"):
+        try:
+            with torch.device(device):
+                return build()
+        except Exception as e:  # noqa: BLE001 - fall back, and say so
+            print(f"building on {device} failed ({type(e).__name__}: {e}); building on the CPU", file=sys.stderr)
+    return build()
 
 
 class ForcedLength:
@@ -105,7 +119,7 @@ def build_parakeet_full_size(device: str):
     from asr.testing.parakeet import DURATIONS, PARAKEET_TDT_0_6B_DIMS, build_parakeet_like
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_parakeet_like(PARAKEET_TDT_0_6B_DIMS, tmp)
+        model = on_device(device, lambda: build_parakeet_like(PARAKEET_TDT_0_6B_DIMS, tmp))
     model.eval()
     out = model.joint.joint_net[-1]
     blank = model.decoder.blank_idx
@@ -115,19 +129,44 @@ def build_parakeet_full_size(device: str):
     return model.to(torch.device(device))
 
 
-def parse_variant(text: str) -> tuple[bool, str]:
-    cache, _, batch = text.partition(":")
-    if cache not in ("cache", "nocache") or not (batch == "max" or batch.isdigit()):
-        raise SystemExit(f"variant {text!r}: expected cache|nocache:BATCH (a number or max)")
-    return cache == "cache", batch
+VARIANTS = ("fast", "eager", "nemo", "batch")
+
+
+def parse_variant(text: str) -> tuple[str, str]:
+    """`fast|eager|nemo|batch:BATCH`: Canary with its own decoder and CUDA graphs (fast), without
+    graphs (eager), or NeMo's generator with the cross-attention cache (nemo: the baseline);
+    `batch` for Parakeet. BATCH: a number or `max`."""
+    kind, _, batch = text.partition(":")
+    if kind not in VARIANTS or not (batch == "max" or batch.isdigit()):
+        raise SystemExit(f"variant {text!r}: expected {'|'.join(VARIANTS)}:BATCH (a number or max)")
+    return kind, batch
+
+
+def set_decoder(engine, kind: str) -> None:
+    """Switch a Canary engine between its own decoder (with or without CUDA graphs) and NeMo's."""
+    from asr.models import xattn_cache
+
+    fast = getattr(engine, "fast_decoder", None)
+    if fast is None:
+        return
+    infer = engine.model.decoding.decoding
+    if kind == "nemo":
+        infer.greedy_search = fast.generator
+        xattn_cache.install(engine.model)
+    else:
+        xattn_cache.remove(engine.model)
+        infer.greedy_search = fast
+        fast.graphs = kind == "fast" and engine.device.startswith("cuda")
 
 
 def largest_batch(runner, chunks, request, device: str, start: int = 128, limit: int = 1024) -> int:
-    """The largest batch of the longest chunks that runs without running out of GPU memory."""
+    """The largest batch of the longest chunks that runs without running out of GPU memory
+    (chunks tiled to `limit` so the search is not capped by the file)."""
     import torch
 
     if not device.startswith("cuda"):
         return start
+    chunks = (chunks * (limit // max(1, len(chunks)) + 1))[:limit]
     best, size = start, start
     while size <= min(limit, len(chunks)):
         try:
@@ -149,17 +188,20 @@ def main() -> int:
     ap.add_argument("--minutes", type=int, default=60, help="minutes of speech")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the model's own choice")
     ap.add_argument("--variants", nargs="*", default=None,
-                    help="cache|nocache:BATCH ... (default: one run with --batch-size and the cache on)")
+                    help="fast|eager|nemo|batch:BATCH ... (default: one run with --batch-size, fast decoder)")
     ap.add_argument("--tokens-per-s", type=float, default=4.5)
     ap.add_argument("--no-aligner", action="store_true", help="full size without the 24-layer CTC aligner")
-    ap.add_argument("--no-xattn-cache", action="store_true", help="NeMo's stock decoder (A/B)")
+    ap.add_argument("--load-clients", type=int, default=0,
+                    help="after the variants: this many concurrent 30 s clips through the scheduler (benchmarks/load.py)")
+    ap.add_argument("--load-long-minutes", type=int, default=0, help="with --load-clients: a short clip during a long file")
+    ap.add_argument("--end-to-end-all", action="store_true", help="end to end for every variant (default: the first)")
     ap.add_argument("--json", action="store_true", help="print one JSON line per variant")
     args = ap.parse_args()
 
     import torch
 
     from asr.frontend import FrontEnd
-    from asr.models import ModelSet, load_models, runtime, xattn_cache
+    from asr.models import load_models, runtime
     from asr.models.aed import AEDModel
     from asr.models.transducer import TransducerModel
     from asr.pipeline import Transcriber
@@ -178,7 +220,6 @@ def main() -> int:
         name = f"tiny {args.family}"
     elif canary:
         model = build_full_size(device, aligner=not args.no_aligner)
-        # the adapter sets the decoder's length cap and installs the cross-attention cache
         engine = AEDModel(model, name="canary-1b-v2-shape", device=device, batch_size=args.batch_size)
         name = "canary-1b-v2-shape (random weights)"
     else:
@@ -189,84 +230,124 @@ def main() -> int:
     runner = ForcedLength(engine, args.tokens_per_s) if canary and not args.tiny else engine
     default_batch = engine.batch_size
     variants = [parse_variant(v) for v in args.variants] if args.variants else \
-        [(not args.no_xattn_cache, str(default_batch))]
+        [("fast" if canary else "batch", str(default_batch))]
 
     frontend = FrontEnd()
     plan = frontend.plan(audio_path)
     chunks = sorted((c.samples for c in plan.chunks), key=lambda a: a.size, reverse=True)
     chunk_audio_s = sum(a.size for a in chunks) / 16_000
-    plain = Request("en", "en", pnc=True, timestamps=False)
 
-    for cache, batch in variants:
-        if canary:
-            if cache:
-                xattn_cache.install(engine.model)
-            else:
-                xattn_cache.remove(engine.model)
+    first_rtfx = None
+    for k, (kind, batch) in enumerate(variants):
+        set_decoder(engine, kind)
         engine.batch_size = default_batch
+        plain = Request("en", "en", pnc=True, timestamps=False)
         size = largest_batch(runner, chunks, plain, device) if batch == "max" else int(batch)
         engine.batch_size = size
-        result = measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, plain, device,
-                         Transcriber, ModelSet, TranscribeOptions, torch)
+        result = measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, device,
+                         end_to_end=(k == 0 or args.end_to_end_all), timestamps=kind != "nemo")
+        first_rtfx = first_rtfx or result["rtfx_model"]
         result.update({
-            "model": name, "family": args.family,
-            "variant": f"{'cache' if cache else 'nocache'}:{batch}" if canary else f"batch:{batch}",
-            "xattn_cache": cache if canary else None, "load_s": round(load_s, 1),
-            "tokens_per_s": args.tokens_per_s if canary and not args.tiny else None,
+            "model": name, "family": args.family, "variant": f"{kind}:{batch}", "load_s": round(load_s, 1),
+            "tokens_per_s_forced": args.tokens_per_s if canary and not args.tiny else None,
         })
         if args.json:
             print(json.dumps(result), flush=True)
             continue
-        print(f"model: {name} on {result['device']}, batch {engine.batch_size}, variant {result['variant']}")
-        print(f"audio: {result['audio_s']:.0f} s ({result['speech_s']:.0f} s of speech in {len(chunks)} chunks)")
-        print(f"(a) model only : {result['model_s']:8.2f} s   RTFx {result['rtfx_model']:>8}")
-        print(f"(b) end to end : {result['end_to_end_s']:8.2f} s   RTFx {result['rtfx_end_to_end']:>8}   "
-              f"model {result['share_model']:.0%}, waiting for the front end "
-              f"{result['share_waiting_for_frontend']:.0%}, front end finished at {result['frontend_done_at_s']:.2f} s")
-        if result["gpu_peak_gb"] is not None:
-            print(f"GPU memory peak: {result['gpu_peak_gb']:.1f} GB")
+        print(json.dumps(result, indent=1))
+    if args.load_clients:
+        import load
+
+        set_decoder(engine, "fast" if canary else "batch")
+        engine.batch_size = default_batch
+        clips = load.make_clips(args.load_clients, 30.0, Path(tempfile.mkdtemp(prefix="asr-load-")))
+        target = load.InProcessTarget(runner)
+        try:
+            long_file = make_mp3(args.load_long_minutes) if args.load_long_minutes else None
+            for row in load.measure(target, clips, args.load_clients, 1, long_file, sequential=True):
+                row.update(model=name, family=args.family, variant=f"load:{args.load_clients}",
+                           batch_size=engine.batch_size, model_only_rtfx_same_run=first_rtfx)
+                print(json.dumps(row), flush=True)
+        finally:
+            target.close()
     return 0
 
 
-def measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, plain, device,
-            Transcriber, ModelSet, TranscribeOptions, torch) -> dict:
-    """(a) model only on the planned chunks, (b) the whole pipeline on the file, one variant."""
-    runner.transcribe(chunks[: min(len(chunks), engine.batch_size)], plain)  # warm-up: kernels, caches
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    tokens = 0
+def model_pass(runner, engine, chunks, request, device) -> tuple[float, int]:
+    """(seconds, generated tokens) for every chunk through the model in batches."""
+    before = getattr(runner, "generated_tokens", 0)
     cuda_sync(device)
     t = time.perf_counter()
     for i in range(0, len(chunks), engine.batch_size):
-        out = runner.transcribe(chunks[i : i + engine.batch_size], plain)
-        tokens += sum(len(r.text.split()) for r in out)
+        runner.transcribe(chunks[i : i + engine.batch_size], request)
     cuda_sync(device)
-    model_s = time.perf_counter() - t
+    return time.perf_counter() - t, getattr(runner, "generated_tokens", 0) - before
 
-    transcriber = Transcriber(ModelSet([runner]), frontend)
-    cuda_sync(device)
-    t = time.perf_counter()
-    transcript = transcriber.transcribe(audio_path, TranscribeOptions(source_lang="en", timestamps=True))
-    cuda_sync(device)
-    e2e_s = time.perf_counter() - t
-    timings = transcript.timings_s
-    peak_gb = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    return {
+
+def measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, device, end_to_end: bool,
+            timestamps: bool) -> dict:
+    """(a) model only on the planned chunks, without and with timestamps, (b) one more pass with
+    every stage timed, (c) the whole pipeline on the file with timestamps (the scheduler's path)."""
+    import torch
+
+    from asr.models import ModelSet
+    from asr.pipeline import Transcriber
+    from asr.types import Request, TranscribeOptions
+
+    plain = Request("en", "en", pnc=True, timestamps=False)
+    stamped = Request("en", "en", pnc=True, timestamps=True)
+    runner.transcribe(chunks[: min(len(chunks), engine.batch_size)], plain)  # warm-up: kernels, graphs
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    model_s, tokens = model_pass(runner, engine, chunks, plain, device)
+    out = {
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "batch_size": engine.batch_size,
-        "audio_s": round(transcript.duration_s, 1),
         "speech_s": round(chunk_audio_s, 1),
         "chunks": len(chunks),
         "rtfx_model": round(chunk_audio_s / model_s, 1),
-        "rtfx_end_to_end": round(transcript.duration_s / e2e_s, 1),
         "model_s": round(model_s, 3),
-        "end_to_end_s": round(e2e_s, 3),
-        "words_per_audio_s": round(tokens / chunk_audio_s, 2),
-        "share_model": round(timings["model_s"] / e2e_s, 3),
-        "share_waiting_for_frontend": round(timings["wait_s"] / e2e_s, 3),
-        "frontend_done_at_s": timings["frontend_s"],
-        "gpu_peak_gb": None if peak_gb is None else round(peak_gb, 2),
+        "generated_tokens_per_s": round(tokens / model_s, 1) if tokens else None,
     }
+    if timestamps and engine.capabilities.word_timestamps:
+        runner.transcribe(chunks[: min(len(chunks), engine.batch_size)], stamped)
+        stamped_s, _ = model_pass(runner, engine, chunks, stamped, device)
+        out.update(rtfx_model_timestamps=round(chunk_audio_s / stamped_s, 1),
+                   timestamps_cost=round(stamped_s / model_s - 1.0, 3))
+        timer = getattr(engine, "stages", None)
+        if timer is not None:
+            timer.enabled = True
+            timer.reset()
+            staged_s, _ = model_pass(runner, engine, chunks, stamped, device)
+            timer.enabled = False
+            per_hour = 3600.0 / chunk_audio_s
+            out["stages_s_per_hour"] = {k: round(v * per_hour, 3) for k, v in timer.reset().items()}
+    if end_to_end:
+        transcriber = Transcriber(ModelSet([runner]), frontend)
+        cuda_sync(device)
+        t = time.perf_counter()
+        transcript = transcriber.transcribe(audio_path, TranscribeOptions(source_lang="en", timestamps=True))
+        cuda_sync(device)
+        e2e_s = time.perf_counter() - t
+        timings = transcript.timings_s
+        t = time.perf_counter()
+        from asr import formats
+
+        formats.to_dict(transcript, TranscribeOptions().subtitles)
+        post_s = time.perf_counter() - t
+        out.update({
+            "audio_s": round(transcript.duration_s, 1),
+            "rtfx_end_to_end": round(transcript.duration_s / e2e_s, 1),
+            "end_to_end_s": round(e2e_s, 3),
+            "share_model": round(timings["model_s"] / e2e_s, 3),
+            "share_waiting_for_frontend": round(timings["wait_s"] / e2e_s, 3),
+            "frontend_done_at_s": timings["frontend_s"],
+            "output_s": round(post_s, 3),
+        })
+        transcriber.scheduler.close()
+    if device.startswith("cuda"):
+        out["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return out
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ class AEDModel:
                 xattn_cache.install(model)
         self.capabilities = capabilities(model, languages)
         self.staging = batching.HostStaging(device)
+        self.stages = runtime.StageTimer()
         self._prompts: dict[tuple, object] = {}
         aligner = getattr(model, "timestamps_asr_model", None)
         self._shared_features = aligner is not None and _same_preprocessor(model, aligner)
@@ -145,16 +146,23 @@ class AEDModel:
         model = self.model
         try:
             with torch.inference_mode(), runtime.quiet_nemo():
+                stages = self.stages
+                stages.start(self.device)
                 data = self.staging.batch(batch)
+                stages.mark("batch")
                 feats, feat_lens = batching.features(model.preprocessor, data)
+                stages.mark("features")
                 states, mask = self._encode(feats, feat_lens)
+                stages.mark("encoder")
                 hyps = model.decoding.decode_predictions_tensor(
                     encoder_hidden_states=states, encoder_input_mask=mask,
                     decoder_input_ids=self._prompt(request, token_stamps, len(batch)), return_hypotheses=True,
                 )
+                stages.mark("decoder")
                 del states, mask
                 if aligned:
                     hyps = self._align(hyps, data, (feats, feat_lens) if self._shared_features else None)
+                    stages.mark("alignment")
                 elif token_stamps:
                     from nemo.collections.asr.parts.utils.timestamp_utils import process_aed_timestamp_outputs
 

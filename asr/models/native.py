@@ -65,6 +65,7 @@ class NativeTimestampModel:
         batching.cast_for_inference(model, device)
         _compute_timestamps(model)
         self.staging = batching.HostStaging(device)
+        self.stages = runtime.StageTimer()
         langs = frozenset(languages or config_languages(model))
         self.capabilities = Capabilities(
             languages=langs, picks_language=len(langs) != 1, translation_pairs=frozenset(),
@@ -87,12 +88,18 @@ class NativeTimestampModel:
         batch = pad_short(audios)
         model = self.model
         with torch.inference_mode(), runtime.quiet_nemo():
+            stages = self.stages
+            stages.start(self.device)
             data = self.staging.batch(batch)
+            stages.mark("batch")
             feats, feat_lens = batching.features(model.preprocessor, data)
+            stages.mark("features")
             encoded, encoded_len = model.encoder(audio_signal=feats.to(batching.compute_dtype(model.encoder)),
                                                  length=feat_lens)
+            stages.mark("encoder")
             del feats
             out = self._decode(encoded, encoded_len)
+            stages.mark("decoder")
             if isinstance(out, tuple):  # (best, n-best) from some decoders
                 out = out[0]
             if len(out) != len(batch):

@@ -150,3 +150,42 @@ def restore(name_or_path: str, device: str, env_var: str = "ASR_MODEL", cls=None
         raise ModelLoadError(f"{env_var}={name_or_path} is a {type(model).__name__}, not a {cls.__name__}{hint}")
     model.eval()
     return model
+
+
+class StageTimer:
+    """Wall seconds per stage of the adapters' batch path (batch build and transfer, features,
+    encoder, decoder, alignment), for benchmarks. Off unless `enabled`: measuring a stage means
+    waiting for the device at its end, which the serving path must not do."""
+
+    def __init__(self):
+        self.enabled = False
+        self.seconds: dict[str, float] = {}
+        self._device = "cpu"
+        self._t = 0.0
+
+    def start(self, device: str) -> None:
+        if self.enabled:
+            self._device = device
+            self._sync()
+            import time
+
+            self._t = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        if self.enabled:
+            import time
+
+            self._sync()
+            now = time.perf_counter()
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._t
+            self._t = now
+
+    def reset(self) -> dict[str, float]:
+        out, self.seconds = self.seconds, {}
+        return out
+
+    def _sync(self) -> None:
+        if self._device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
