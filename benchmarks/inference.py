@@ -60,7 +60,7 @@ def build_full_size(device: str, aligner: bool):
         with torch.no_grad():
             model.log_softmax.mlp.layer0.bias[model.tokenizer.eos] = -1e4  # keep decoding
         if aligner:
-            ctc.eval()
+            ctc.to(torch.device(device)).eval()
             object.__setattr__(model, "timestamps_asr_model", ctc)  # as NeMo's restore attaches it
         model.to(torch.device(device))
         return model

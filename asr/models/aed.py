@@ -112,6 +112,9 @@ class AEDModel:
         self.name = name
         self.device = device
         self.batch_size = batch_size or runtime.default_batch_size(device)
+        aligner = getattr(model, "timestamps_asr_model", None)
+        if aligner is not None:  # not a registered submodule: model.to() does not move it
+            aligner.to(model.device).eval()
         batching.cast_for_inference(model, device)
         use_greedy(model, DEFAULT_MAX_GENERATION_DELTA)
         self.fast_decoder = None

@@ -153,6 +153,8 @@ class GreedyDecoder:
             if self._workspace is not None:
                 log.info("decoder workspace grows to %.2f GB; CUDA graphs recaptured", need * 2 / 1e9)
             self._graphs.clear()
+            self._small.clear()
+            self._pool = None  # the graphs that kept the old pool alive are gone
             self._workspace = None
             self._workspace = torch.empty(need, dtype=self.param.dtype, device=self.param.device)
         return _State(self, shape, self._workspace)
