@@ -129,6 +129,24 @@ def viterbi_batch(
     return [row[: row[-1]] for row in rows]
 
 
+def ctc_log_probs(ctc_model, signal: torch.Tensor, signal_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log_probs (B, T, V), frames (B,)) of the aligner for a padded batch of 16 kHz audio
+    (B, N), the calls of `EncDecCTCModel.forward` without its argmax.
+
+    Sets the model to eval mode first: NeMo's `transcribe()` leaves the encoder and decoder of a
+    model it ran in training mode on exit (`unfreeze(partial=True)`), so a forward after any
+    `transcribe()` of the aligner (Canary's own timestamps path) would run with dropout on and
+    update batch-norm statistics."""
+    import torch
+
+    ctc_model.eval()
+    with torch.inference_mode():
+        features, feature_lens = ctc_model.preprocessor(input_signal=signal, length=signal_lens)
+        encoded, encoded_lens = ctc_model.encoder(audio_signal=features, length=feature_lens)
+        log_probs = ctc_model.decoder(encoder_output=encoded)
+    return log_probs, encoded_lens
+
+
 @dataclass(frozen=True)
 class AlignmentBatch:
     """What NeMo's `get_batch_variables` makes for Viterbi, without copying the log-probs:
