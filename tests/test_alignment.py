@@ -262,3 +262,17 @@ def test_rejects_a_batch_of_the_wrong_size(canary):
     ctc = canary.timestamps_asr_model
     with pytest.raises(ValueError, match="2 hypotheses for a batch of 3"):
         align_hypotheses(ctc, torch.zeros(3, 10, 5), [10, 10, 10], hypotheses(["a", "b"]))
+
+
+def test_benchmark_runs_and_agrees():
+    """benchmarks/alignment.py at a small size: both implementations timed, same alignments."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "benchmarks/alignment.py", "--batch", "4", "--frames", "40", "--tokens", "12",
+                        "--vocab", "50", "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["what"] == "viterbi" and out["identical"] is True
+    assert out["nemo_s"] > 0 and out["ours_s"] > 0 and out["states"] == 25

@@ -67,18 +67,19 @@ def viterbi_batch(
     u_valid = u_idx.unsqueeze(0) < U_lens.unsqueeze(1)  # (B, U)
     t_valid = t_idx.unsqueeze(0) < T_lens.unsqueeze(1)  # (B, T)
 
-    # Emission scores of every state at every frame, gathered once: (B, T, U). NeMo pads the
-    # vocabulary with a column of padding_value and y with its index; frames beyond T_b are
-    # padding_value in its batch too.
+    # Emission scores of every state at every frame, gathered once, time first so that each
+    # step reads one contiguous (B, U) slice: (T, B, U). NeMo pads the vocabulary with a column
+    # of padding_value and y with its index; frames beyond T_b are padding_value in its batch too.
     index = torch.where(u_valid, y, 0).clamp_(0, V - 1)
-    emit = torch.gather(log_probs, 2, index.unsqueeze(1).expand(B, T_max, U_max)).float()
+    emit = torch.gather(log_probs.transpose(0, 1), 2, index.unsqueeze(0).expand(T_max, B, U_max)).float()
     pad = torch.tensor(padding_value, dtype=torch.float32, device=device)
-    emit = torch.where(u_valid.unsqueeze(1) & t_valid.unsqueeze(2), emit, pad)
+    t_valid = t_valid.T  # (T, B)
+    emit = torch.where(t_valid.unsqueeze(2) & u_valid.unsqueeze(0), emit, pad)
     # NeMo's per-frame mask: past an utterance's end, its two possible final states cost nothing
     # (NeMo multiplies by a 0/1 mask; so does this, so even the sign of zero is the same).
     can_be_final = (u_idx.unsqueeze(0) == U_lens.unsqueeze(1)) | (u_idx.unsqueeze(0) == U_lens.unsqueeze(1) - 1)
-    keep = torch.logical_not(torch.logical_not(t_valid).unsqueeze(2) & can_be_final.unsqueeze(1))
-    first_frame = emit[:, 0, :].clone()  # NeMo starts from the unmasked first frame
+    keep = torch.logical_not(torch.logical_not(t_valid).unsqueeze(2) & can_be_final.unsqueeze(0))
+    first_frame = emit[0].clone()  # NeMo starts from the unmasked first frame
     emit.mul_(keep)
 
     # y with NeMo's padding (V) past U_b, for the repetition mask: a state may skip the one
@@ -90,22 +91,23 @@ def viterbi_batch(
         repeat[:, 2:] = y_padded[:, 2:] == y_padded[:, :-2]
 
     # v holds the previous frame's scores behind two columns of padding, so that "one state
-    # back" and "two states back" are views rather than rolls.
+    # back" and "two states back" are views rather than rolls. The three candidates (stay,
+    # advance by one, by two) are stacked first, in NeMo's order, for the same `torch.max`.
     v = torch.full((B, U_max + 2), padding_value, dtype=torch.float32, device=device)
     v[:, 2:4] = first_frame[:, :2]
-    backpointers = torch.empty((B, T_max, U_max), dtype=torch.int8, device=device)
-    backpointers[:, 0, :] = -99  # never read: NeMo's initial value
-    candidates = torch.empty((B, U_max, 3), dtype=torch.float32, device=device)
+    backpointers = torch.empty((T_max, B, U_max), dtype=torch.int8, device=device)
+    backpointers[0] = -99  # never read: NeMo's initial value
+    candidates = torch.empty((3, B, U_max), dtype=torch.float32, device=device)
     best = torch.empty((B, U_max), dtype=torch.float32, device=device)
     arg = torch.empty((B, U_max), dtype=torch.long, device=device)
     for t in range(1, T_max):
-        candidates[:, :, 0] = v[:, 2:]
-        candidates[:, :, 1] = v[:, 1:-1]
-        candidates[:, :, 2] = v[:, :-2].masked_fill(repeat, padding_value)
-        candidates.add_(emit[:, t, :].unsqueeze(2))
-        torch.max(candidates, dim=2, out=(best, arg))
-        v[:, 2:] = best
-        backpointers[:, t, :] = arg
+        candidates[0].copy_(v[:, 2:])
+        candidates[1].copy_(v[:, 1:-1])
+        torch.where(repeat, pad, v[:, :-2], out=candidates[2])
+        candidates.add_(emit[t])
+        torch.max(candidates, dim=0, out=(best, arg))
+        v[:, 2:].copy_(best)
+        backpointers[t].copy_(arg)
 
     # NeMo's start of the backtrack: the better of the last two states (the first on a tie), or
     # state 0 for an empty text (U_b == 1).
@@ -117,13 +119,14 @@ def viterbi_batch(
     current = torch.where(v_last > v_before, U_lens - 1, U_lens - 2)
     current = torch.where(U_lens == 1, torch.zeros_like(current), current)
 
-    path = torch.empty((B, T_max), dtype=torch.long, device=device)
-    path[:, T_max - 1] = current
+    path = torch.empty((T_max, B), dtype=torch.long, device=device)
+    path[T_max - 1] = current
     for t in range(T_max - 1, 0, -1):
         # Python's negative indexing in NeMo's loop wraps; remainder does the same here.
-        step = backpointers[:, t, :].gather(1, torch.remainder(current, U_max).unsqueeze(1)).squeeze(1)
-        current = current - step.long()
-        path[:, t - 1] = current
+        step = backpointers[t].gather(1, torch.remainder(current, U_max).unsqueeze(1)).squeeze(1)
+        current = current - step
+        path[t - 1] = current
+    path = path.T
     host = torch.cat((path, T_lens.unsqueeze(1)), dim=1).cpu()  # the one host sync
     rows = host.tolist()
     return [row[: row[-1]] for row in rows]
