@@ -15,6 +15,7 @@ already ran the CTC model in its own batch path:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,19 @@ def ctc_log_probs(ctc_model, signal: torch.Tensor, signal_lens: torch.Tensor) ->
 
 
 @dataclass(frozen=True)
+class PreparedTexts:
+    """The text half of NeMo's `get_batch_variables`, done before the frame counts are known
+    (so it can run while the aligner's encoder is still on the GPU): NeMo's Utterance objects
+    built without a frame limit, and the token count NeMo checks against the frames."""
+
+    texts: list[str]  # normalised as NeMo does: runs of whitespace to one space
+    utterances: list[Any]  # nemo ...aligner_utils.Utterance
+    check_tokens: list[int]
+    segment_separators: list[str] | None
+    word_separator: str | None
+
+
+@dataclass(frozen=True)
 class AlignmentBatch:
     """What NeMo's `get_batch_variables` makes for Viterbi, without copying the log-probs:
     y with blanks (padded with V), lengths on the host, and NeMo's Utterance objects."""
@@ -168,6 +182,62 @@ def output_frame_s(ctc_model) -> float:
     return ctc_model.cfg["preprocessor"]["window_stride"] * ctc_model.encoder.subsampling_factor
 
 
+def _utterance(ctc_model, text: str, T: int, i: int, separators, word_separator):
+    from nemo.collections.asr.parts.utils.aligner_utils import get_utt_obj
+
+    return get_utt_obj(text=text, T=T, model=ctc_model, segment_separators=separators,
+                       word_separator=word_separator, audio_filepath=f"audio_{i}", utt_id=f"audio_{i}")
+
+
+def _check_tokens(ctc_model, text: str) -> int:
+    """The count `get_utt_obj` compares with T (its only use of T): subword tokens of the whole
+    text, or for a character model its characters plus the blanks repeats need."""
+    if not text:
+        return 0  # get_utt_obj returns before its check
+    if hasattr(ctc_model, "tokenizer"):
+        return len(ctc_model.tokenizer.text_to_ids(text))
+    from nemo.collections.asr.parts.utils.aligner_utils import get_char_tokens
+
+    tokens = get_char_tokens(text, ctc_model)
+    return len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+
+
+def prepare_texts(
+    ctc_model,
+    texts: Sequence[str],
+    segment_separators: Sequence[str] | None = DEFAULT_SEGMENT_SEPARATORS,
+    word_separator: str | None = " ",
+) -> PreparedTexts:
+    """NeMo's `get_utt_obj` for each text (normalised as `get_batch_variables` does), with no
+    frame limit yet; `fit_to_frames` applies it. Host work only: run it while the GPU is busy."""
+    separators = list(segment_separators) if segment_separators else segment_separators
+    normalised = [" ".join((t or "").split()) for t in texts]
+    utterances = [_utterance(ctc_model, t, sys.maxsize, i, separators, word_separator) for i, t in enumerate(normalised)]
+    return PreparedTexts(texts=normalised, utterances=utterances,
+                         check_tokens=[_check_tokens(ctc_model, t) for t in normalised],
+                         segment_separators=separators, word_separator=word_separator)
+
+
+def fit_to_frames(ctc_model, prepared: PreparedTexts, T_lens: Sequence[int], vocab_size: int) -> AlignmentBatch:
+    """NeMo's frame limit (a text with more tokens than frames gets the blank alone, and no
+    timestamps), then y padded with V (`vocab_size`: the CTC output width, NeMo's
+    `len(tokenizer.vocab) + 1`)."""
+    import torch
+
+    if len(T_lens) != len(prepared.utterances):
+        raise ValueError(f"{len(T_lens)} frame counts for {len(prepared.utterances)} texts")
+    utterances = [
+        _utterance(ctc_model, text, T, i, prepared.segment_separators, prepared.word_separator) if n > T else utt
+        for i, (text, utt, n, T) in enumerate(zip(prepared.texts, prepared.utterances, prepared.check_tokens, T_lens))
+    ]
+    U_lens = [len(u.token_ids_with_blanks) for u in utterances]
+    y = torch.full((len(utterances), max(U_lens, default=1)), vocab_size, dtype=torch.long)
+    for b, u in enumerate(utterances):
+        y[b, : U_lens[b]] = torch.tensor(u.token_ids_with_blanks, dtype=torch.long)
+    return AlignmentBatch(y=y, T_lens=list(T_lens), U_lens=U_lens, utterances=utterances,
+                          frame_s=output_frame_s(ctc_model))
+
+
 def prepare_batch(
     ctc_model,
     texts: Sequence[str],
@@ -176,26 +246,10 @@ def prepare_batch(
     segment_separators: Sequence[str] | None = DEFAULT_SEGMENT_SEPARATORS,
     word_separator: str | None = " ",
 ) -> AlignmentBatch:
-    """The text half of NeMo's `get_batch_variables(..., has_hypotheses=True)`: the same
-    `get_utt_obj` per utterance, the same normalised text and the same padding of y with V
-    (`vocab_size`: the CTC output width, NeMo's `len(tokenizer.vocab) + 1`)."""
-    import torch
-    from nemo.collections.asr.parts.utils.aligner_utils import get_utt_obj
-
-    separators = list(segment_separators) if segment_separators else segment_separators
-    utterances = []
-    for i, (text, T) in enumerate(zip(texts, T_lens)):
-        normalised = " ".join((text or "").split())
-        utterances.append(get_utt_obj(
-            text=normalised, T=T, model=ctc_model, segment_separators=separators,
-            word_separator=word_separator, audio_filepath=f"audio_{i}", utt_id=f"audio_{i}",
-        ))
-    U_lens = [len(u.token_ids_with_blanks) for u in utterances]
-    y = torch.full((len(utterances), max(U_lens, default=1)), vocab_size, dtype=torch.long)
-    for b, u in enumerate(utterances):
-        y[b, : U_lens[b]] = torch.tensor(u.token_ids_with_blanks, dtype=torch.long)
-    return AlignmentBatch(y=y, T_lens=list(T_lens), U_lens=U_lens, utterances=utterances,
-                          frame_s=output_frame_s(ctc_model))
+    """`prepare_texts` then `fit_to_frames`: the text half of NeMo's
+    `get_batch_variables(..., has_hypotheses=True)`."""
+    return fit_to_frames(ctc_model, prepare_texts(ctc_model, texts, segment_separators, word_separator),
+                         T_lens, vocab_size)
 
 
 def align_hypotheses(
@@ -212,23 +266,29 @@ def align_hypotheses(
     NeMo's `get_forced_aligned_timestamps_with_external_model` does, from CTC log-probs the
     caller already computed: (B, T_max, V) from `ctc_model.decoder` (any float dtype, on the
     device Viterbi should run on), `lengths` (B,) its valid frames (the encoder's lengths).
-    Returns `hypotheses`, as NeMo's function does."""
+    Returns `hypotheses`, as NeMo's function does.
+
+    Host syncs: `lengths.tolist()` when `lengths` is a device tensor (pass a host list or CPU
+    tensor to avoid it), and Viterbi's one read-back. The text work runs before either, so it
+    overlaps whatever the GPU is still doing."""
     import torch
 
     if len(hypotheses) != log_probs.shape[0]:
         raise ValueError(f"{len(hypotheses)} hypotheses for a batch of {log_probs.shape[0]} log-prob rows")
     types = _timestamp_types(timestamp_type)
-    # As NeMo: a word-only request does not split segments (char-only splits neither).
-    if types == ["char"]:
+    # As NeMo (which compares the argument with the strings): a "word" request does not split
+    # segments, a "char" request splits neither.
+    if timestamp_type == "char":
         segment_separators, word_separator = None, None
-    elif types == ["word"]:
+    elif timestamp_type == "word":
         segment_separators = None
+    # Text work first: with CUDA log-probs still being computed, it overlaps the aligner's encoder.
+    prepared = prepare_texts(ctc_model, [h.text for h in hypotheses], segment_separators, word_separator)
     T_lens = lengths.tolist() if isinstance(lengths, torch.Tensor) else [int(n) for n in lengths]
-    batch = prepare_batch(ctc_model, [h.text for h in hypotheses], T_lens, log_probs.shape[-1],
-                          segment_separators, word_separator)
+    batch = fit_to_frames(ctc_model, prepared, T_lens, log_probs.shape[-1])
+    y = batch.y.pin_memory() if log_probs.is_cuda else batch.y
     alignments = viterbi_batch(
-        log_probs, batch.y.to(log_probs.device, non_blocking=True),
-        torch.tensor(batch.T_lens), torch.tensor(batch.U_lens),
+        log_probs, y.to(log_probs.device, non_blocking=True), torch.tensor(batch.T_lens), torch.tensor(batch.U_lens),
     )
     _apply_alignments(ctc_model, batch, alignments, hypotheses, types, frozenset(supported_punctuation))
     return list(hypotheses)
