@@ -276,3 +276,15 @@ def test_benchmark_runs_and_agrees():
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["what"] == "viterbi" and out["identical"] is True
     assert out["nemo_s"] > 0 and out["ours_s"] > 0 and out["states"] == 25
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_viterbi_batch_on_cuda_equals_nemo_on_cpu():
+    """The device path gives NeMo's CPU alignments (ties included) on a batch of Canary's shape."""
+    from nemo.collections.asr.parts.utils.aligner_utils import viterbi_decoding
+
+    for seed, (B, T_max, V, symbols) in enumerate([(8, 60, 6, 3), (128, 250, 1025, 1024)]):
+        for coarse in (False, True):
+            log_probs, y, T, U = random_batch(seed, B, T_max, V, coarse, n_symbols=symbols)
+            expected = viterbi_decoding(log_probs, y, T, U, viterbi_device="cpu")
+            assert viterbi_batch(log_probs.cuda(), y.cuda(), T.cuda(), U.cuda()) == expected

@@ -56,6 +56,13 @@ def viterbi_batch(
     """
     import torch
 
+    with torch.no_grad():  # no autograd graph, whatever the caller's mode
+        return _viterbi_batch(log_probs, y, T_lens, U_lens, padding_value)
+
+
+def _viterbi_batch(log_probs, y, T_lens, U_lens, padding_value: float) -> list[list[int]]:
+    import torch
+
     device = log_probs.device
     B, T_max, V = log_probs.shape
     U_max = y.shape[1]
