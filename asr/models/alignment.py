@@ -1,0 +1,391 @@
+"""Forced alignment of decoded text to an auxiliary CTC model's log-probs, batched on the device.
+
+Canary's word and segment timestamps come from a CTC model packed inside the .nemo: NeMo's
+`get_forced_aligned_timestamps_with_external_model` runs that model on the audio again, then
+`viterbi_decoding`, whose backtrack reads every backpointer with `int(...)` (B x T host syncs:
+0.41 s per batch of 128 x 250 frames on an H200, against 0.024 s here; benchmarks/alignment.py).
+This module is the same computation for a caller that already ran the CTC model in its own batch
+path:
+
+- `viterbi_batch`: NeMo's `viterbi_decoding`, same inputs, same tie-breaking, same output, with
+  the time loop and the backtrack as tensor ops and one host transfer at the end.
+- `align_hypotheses`: NeMo's `get_forced_aligned_timestamps_with_external_model` from log-probs the
+  caller computed; it sets `hyp.timestamp` to the same dicts (word / segment, with NeMo's
+  punctuation refinement), built with NeMo's own `get_utt_obj` and `add_t_start_end_to_utt_obj`.
+- `ctc_log_probs`: the aligner's forward for a padded batch, for tests and simple callers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+PADDING_VALUE = -3.4e38
+"""NeMo's `padding_value` for Viterbi: the smallest float32, a 'probability' of almost nothing."""
+
+DEFAULT_SEGMENT_SEPARATORS = (".", "?", "!", "...")
+DEFAULT_SUPPORTED_PUNCTUATION = frozenset({",", ".", "!", "?"})
+DEFAULT_TIMESTAMP_TYPES = ("word", "segment")
+"""What Canary's `transcribe(timestamps=True)` asks NeMo for on chunks it does not merge."""
+_TIMESTAMP_TYPES = ("segment", "word", "char")
+
+
+def viterbi_batch(
+    log_probs: torch.Tensor,
+    y: torch.Tensor,
+    T_lens: torch.Tensor,
+    U_lens: torch.Tensor,
+    padding_value: float = PADDING_VALUE,
+) -> list[list[int]]:
+    """NeMo's `viterbi_decoding` (aligner_utils.py), vectorised over batch, time loop on the device.
+
+    log_probs: (B, T_max, V) on the device to run on, any float dtype (gathered, then cast to
+        float32 as NeMo's padded float32 batch would hold them); frames at t >= T_lens[b] are ignored.
+    y: (B, U_max) long, each utterance's token ids with a blank before, between and after them;
+        positions at u >= U_lens[b] are ignored (NeMo pads them with V).
+    T_lens, U_lens: (B,) frames and states per utterance.
+
+    Returns, per utterance, the state index for each of its T_lens[b] frames, exactly as NeMo's
+    function does (ties go to staying, then to advancing by one: `torch.max`'s first index, the
+    same op NeMo uses). Nothing is read back to the host until the single transfer at the end.
+    """
+    import torch
+
+    with torch.no_grad():  # no autograd graph, whatever the caller's mode
+        return _viterbi_batch(log_probs, y, T_lens, U_lens, padding_value)
+
+
+def _viterbi_batch(log_probs, y, T_lens, U_lens, padding_value: float) -> list[list[int]]:
+    import torch
+
+    device = log_probs.device
+    B, T_max, V = log_probs.shape
+    U_max = y.shape[1]
+    if B == 0:
+        return []
+    y = y.to(device=device, dtype=torch.long)
+    T_lens = T_lens.to(device=device, dtype=torch.long)
+    U_lens = U_lens.to(device=device, dtype=torch.long)
+
+    t_idx = torch.arange(T_max, device=device)
+    u_idx = torch.arange(U_max, device=device)
+    u_valid = u_idx.unsqueeze(0) < U_lens.unsqueeze(1)  # (B, U)
+    t_valid = t_idx.unsqueeze(0) < T_lens.unsqueeze(1)  # (B, T)
+
+    # Emission scores of every state at every frame, gathered once, time first so that each
+    # step reads one contiguous (B, U) slice: (T, B, U). NeMo pads the vocabulary with a column
+    # of padding_value and y with its index; frames beyond T_b are padding_value in its batch too.
+    index = torch.where(u_valid, y, 0).clamp_(0, V - 1)
+    emit = torch.gather(log_probs.transpose(0, 1), 2, index.unsqueeze(0).expand(T_max, B, U_max)).float()
+    pad = torch.tensor(padding_value, dtype=torch.float32, device=device)
+    t_valid = t_valid.T  # (T, B)
+    emit = torch.where(t_valid.unsqueeze(2) & u_valid.unsqueeze(0), emit, pad)
+    # NeMo's per-frame mask: past an utterance's end, its two possible final states cost nothing
+    # (NeMo multiplies by a 0/1 mask; so does this, so even the sign of zero is the same).
+    can_be_final = (u_idx.unsqueeze(0) == U_lens.unsqueeze(1)) | (u_idx.unsqueeze(0) == U_lens.unsqueeze(1) - 1)
+    keep = torch.logical_not(torch.logical_not(t_valid).unsqueeze(2) & can_be_final.unsqueeze(0))
+    first_frame = emit[0].clone()  # NeMo starts from the unmasked first frame
+    emit.mul_(keep)
+
+    # y with NeMo's padding (V) past U_b, for the repetition mask: a state may skip the one
+    # before it only when its token differs from the token two back (no blank<->blank skips,
+    # no skipping the blank between two equal tokens).
+    y_padded = torch.where(u_valid, y, V)
+    repeat = torch.zeros((B, U_max), dtype=torch.bool, device=device)
+    if U_max > 2:
+        repeat[:, 2:] = y_padded[:, 2:] == y_padded[:, :-2]
+
+    # v holds the previous frame's scores behind two columns of padding, so that "one state
+    # back" and "two states back" are views rather than rolls. The three candidates (stay,
+    # advance by one, by two) are stacked first, in NeMo's order, for the same `torch.max`.
+    v = torch.full((B, U_max + 2), padding_value, dtype=torch.float32, device=device)
+    v[:, 2:4] = first_frame[:, :2]
+    backpointers = torch.empty((T_max, B, U_max), dtype=torch.int8, device=device)
+    backpointers[0] = -99  # never read: NeMo's initial value
+    candidates = torch.empty((3, B, U_max), dtype=torch.float32, device=device)
+    best = torch.empty((B, U_max), dtype=torch.float32, device=device)
+    arg = torch.empty((B, U_max), dtype=torch.long, device=device)
+    for t in range(1, T_max):
+        candidates[0].copy_(v[:, 2:])
+        candidates[1].copy_(v[:, 1:-1])
+        torch.where(repeat, pad, v[:, :-2], out=candidates[2])
+        candidates.add_(emit[t])
+        torch.max(candidates, dim=0, out=(best, arg))
+        v[:, 2:].copy_(best)
+        backpointers[t].copy_(arg)
+
+    # NeMo's start of the backtrack: the better of the last two states (the first on a tie), or
+    # state 0 for an empty text (U_b == 1).
+    final = v[:, 2:]
+    last = (U_lens - 1).clamp(min=0)
+    before_last = (U_lens - 2).clamp(min=0)
+    v_last = final.gather(1, last.unsqueeze(1)).squeeze(1)
+    v_before = final.gather(1, before_last.unsqueeze(1)).squeeze(1)
+    current = torch.where(v_last > v_before, U_lens - 1, U_lens - 2)
+    current = torch.where(U_lens == 1, torch.zeros_like(current), current)
+
+    path = torch.empty((T_max, B), dtype=torch.long, device=device)
+    path[T_max - 1] = current
+    for t in range(T_max - 1, 0, -1):
+        # Python's negative indexing in NeMo's loop wraps; remainder does the same here.
+        step = backpointers[t].gather(1, torch.remainder(current, U_max).unsqueeze(1)).squeeze(1)
+        current = current - step
+        path[t - 1] = current
+    path = path.T
+    host = torch.cat((path, T_lens.unsqueeze(1)), dim=1).cpu()  # the one host sync
+    rows = host.tolist()
+    return [row[: row[-1]] for row in rows]
+
+
+def ctc_log_probs(ctc_model, signal: torch.Tensor, signal_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log_probs (B, T, V), frames (B,)) of the aligner for a padded batch of 16 kHz audio
+    (B, N), the calls of `EncDecCTCModel.forward` without its argmax.
+
+    Sets the model to eval mode first: NeMo's `transcribe()` leaves the encoder and decoder of a
+    model it ran in training mode on exit (`unfreeze(partial=True)`), so a forward after any
+    `transcribe()` of the aligner (Canary's own timestamps path) would run with dropout on and
+    update batch-norm statistics."""
+    import torch
+
+    ctc_model.eval()
+    with torch.inference_mode():
+        features, feature_lens = ctc_model.preprocessor(input_signal=signal, length=signal_lens)
+        encoded, encoded_lens = ctc_model.encoder(audio_signal=features, length=feature_lens)
+        log_probs = ctc_model.decoder(encoder_output=encoded)
+    return log_probs, encoded_lens
+
+
+@dataclass(frozen=True)
+class PreparedTexts:
+    """The text half of NeMo's `get_batch_variables`, done before the frame counts are known
+    (so it can run while the aligner's encoder is still on the GPU): NeMo's Utterance objects
+    built without a frame limit, and the token count NeMo checks against the frames."""
+
+    texts: list[str]  # normalised as NeMo does: runs of whitespace to one space
+    utterances: list[Any]  # nemo ...aligner_utils.Utterance
+    check_tokens: list[int]
+    segment_separators: list[str] | None
+    word_separator: str | None
+
+
+@dataclass(frozen=True)
+class AlignmentBatch:
+    """What NeMo's `get_batch_variables` makes for Viterbi, without copying the log-probs:
+    y with blanks (padded with V), lengths on the host, and NeMo's Utterance objects."""
+
+    y: Any  # torch.Tensor (B, U_max) long, on the host
+    T_lens: list[int]
+    U_lens: list[int]
+    utterances: list[Any]  # nemo ...aligner_utils.Utterance
+    frame_s: float
+
+
+def output_frame_s(ctc_model) -> float:
+    """Seconds per CTC output frame, as `get_batch_variables` computes it (window stride x the
+    encoder's subsampling factor)."""
+    return ctc_model.cfg["preprocessor"]["window_stride"] * ctc_model.encoder.subsampling_factor
+
+
+def _utterance(ctc_model, text: str, T: int, i: int, separators, word_separator):
+    from nemo.collections.asr.parts.utils.aligner_utils import get_utt_obj
+
+    return get_utt_obj(text=text, T=T, model=ctc_model, segment_separators=separators,
+                       word_separator=word_separator, audio_filepath=f"audio_{i}", utt_id=f"audio_{i}")
+
+
+def _check_tokens(ctc_model, text: str) -> int:
+    """The count `get_utt_obj` compares with T (its only use of T): subword tokens of the whole
+    text, or for a character model its characters plus the blanks repeats need."""
+    if not text:
+        return 0  # get_utt_obj returns before its check
+    if hasattr(ctc_model, "tokenizer"):
+        return len(ctc_model.tokenizer.text_to_ids(text))
+    from nemo.collections.asr.parts.utils.aligner_utils import get_char_tokens
+
+    tokens = get_char_tokens(text, ctc_model)
+    return len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+
+
+def prepare_texts(
+    ctc_model,
+    texts: Sequence[str],
+    segment_separators: Sequence[str] | None = DEFAULT_SEGMENT_SEPARATORS,
+    word_separator: str | None = " ",
+) -> PreparedTexts:
+    """NeMo's `get_utt_obj` for each text (normalised as `get_batch_variables` does), with no
+    frame limit yet; `fit_to_frames` applies it. Host work only: run it while the GPU is busy."""
+    separators = list(segment_separators) if segment_separators else segment_separators
+    normalised = [" ".join((t or "").split()) for t in texts]
+    utterances = [_utterance(ctc_model, t, sys.maxsize, i, separators, word_separator) for i, t in enumerate(normalised)]
+    return PreparedTexts(texts=normalised, utterances=utterances,
+                         check_tokens=[_check_tokens(ctc_model, t) for t in normalised],
+                         segment_separators=separators, word_separator=word_separator)
+
+
+def fit_to_frames(ctc_model, prepared: PreparedTexts, T_lens: Sequence[int], vocab_size: int) -> AlignmentBatch:
+    """NeMo's frame limit (a text with more tokens than frames gets the blank alone, and no
+    timestamps), then y padded with V (`vocab_size`: the CTC output width, NeMo's
+    `len(tokenizer.vocab) + 1`)."""
+    import torch
+
+    if len(T_lens) != len(prepared.utterances):
+        raise ValueError(f"{len(T_lens)} frame counts for {len(prepared.utterances)} texts")
+    utterances = [
+        _utterance(ctc_model, text, T, i, prepared.segment_separators, prepared.word_separator) if n > T else utt
+        for i, (text, utt, n, T) in enumerate(zip(prepared.texts, prepared.utterances, prepared.check_tokens, T_lens))
+    ]
+    U_lens = [len(u.token_ids_with_blanks) for u in utterances]
+    y = torch.full((len(utterances), max(U_lens, default=1)), vocab_size, dtype=torch.long)
+    for b, u in enumerate(utterances):
+        y[b, : U_lens[b]] = torch.tensor(u.token_ids_with_blanks, dtype=torch.long)
+    return AlignmentBatch(y=y, T_lens=list(T_lens), U_lens=U_lens, utterances=utterances,
+                          frame_s=output_frame_s(ctc_model))
+
+
+def prepare_batch(
+    ctc_model,
+    texts: Sequence[str],
+    T_lens: Sequence[int],
+    vocab_size: int,
+    segment_separators: Sequence[str] | None = DEFAULT_SEGMENT_SEPARATORS,
+    word_separator: str | None = " ",
+) -> AlignmentBatch:
+    """`prepare_texts` then `fit_to_frames`: the text half of NeMo's
+    `get_batch_variables(..., has_hypotheses=True)`."""
+    return fit_to_frames(ctc_model, prepare_texts(ctc_model, texts, segment_separators, word_separator),
+                         T_lens, vocab_size)
+
+
+def align_hypotheses(
+    ctc_model,
+    log_probs: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int],
+    hypotheses: Sequence[Any],
+    timestamp_type: Iterable[str] = DEFAULT_TIMESTAMP_TYPES,
+    segment_separators: Sequence[str] | None = DEFAULT_SEGMENT_SEPARATORS,
+    word_separator: str | None = " ",
+    supported_punctuation: Iterable[str] = DEFAULT_SUPPORTED_PUNCTUATION,
+) -> list[Any]:
+    """Set `hyp.timestamp` on each of `hypotheses` (NeMo Hypothesis objects, `.text` read) as
+    NeMo's `get_forced_aligned_timestamps_with_external_model` does, from CTC log-probs the
+    caller already computed: (B, T_max, V) from `ctc_model.decoder` (any float dtype, on the
+    device Viterbi should run on), `lengths` (B,) its valid frames (the encoder's lengths).
+    Returns `hypotheses`, as NeMo's function does.
+
+    Host syncs: `lengths.tolist()` when `lengths` is a device tensor (pass a host list or CPU
+    tensor to avoid it), and Viterbi's one read-back. The text work runs before either, so it
+    overlaps whatever the GPU is still doing."""
+    import torch
+
+    if len(hypotheses) != log_probs.shape[0]:
+        raise ValueError(f"{len(hypotheses)} hypotheses for a batch of {log_probs.shape[0]} log-prob rows")
+    types = _timestamp_types(timestamp_type)
+    # As NeMo (which compares the argument with the strings): a "word" request does not split
+    # segments, a "char" request splits neither.
+    if timestamp_type == "char":
+        segment_separators, word_separator = None, None
+    elif timestamp_type == "word":
+        segment_separators = None
+    # Text work first: with CUDA log-probs still being computed, it overlaps the aligner's encoder.
+    prepared = prepare_texts(ctc_model, [h.text for h in hypotheses], segment_separators, word_separator)
+    T_lens = lengths.tolist() if isinstance(lengths, torch.Tensor) else [int(n) for n in lengths]
+    batch = fit_to_frames(ctc_model, prepared, T_lens, log_probs.shape[-1])
+    y = batch.y.pin_memory() if log_probs.is_cuda else batch.y
+    alignments = viterbi_batch(
+        log_probs, y.to(log_probs.device, non_blocking=True), torch.tensor(batch.T_lens), torch.tensor(batch.U_lens),
+    )
+    _apply_alignments(ctc_model, batch, alignments, hypotheses, types, frozenset(supported_punctuation))
+    return list(hypotheses)
+
+
+def _apply_alignments(ctc_model, batch: AlignmentBatch, alignments, hypotheses, types, punctuation) -> None:
+    from nemo.collections.asr.parts.utils.aligner_utils import add_t_start_end_to_utt_obj
+
+    for utt, alignment, hyp in zip(batch.utterances, alignments, hypotheses):
+        utt = add_t_start_end_to_utt_obj(utt, alignment, batch.frame_s)
+        hyp.timestamp = timestamps_from_utterance(utt, batch.frame_s, types, punctuation, ctc_model)
+
+
+def _timestamp_types(timestamp_type: str | Iterable[str]) -> list[str]:
+    """NeMo's reading of `timestamp_type`: a name ('all' = segment, word, char) or a list, whose
+    order is the order of the returned dict's keys."""
+    if isinstance(timestamp_type, str):
+        if timestamp_type not in (*_TIMESTAMP_TYPES, "all"):
+            raise ValueError(f"timestamp_type {timestamp_type!r}: use one of segment, word, char, all")
+        return list(_TIMESTAMP_TYPES) if timestamp_type == "all" else [timestamp_type]
+    types = list(timestamp_type)
+    unknown = [t for t in types if t not in _TIMESTAMP_TYPES]
+    if unknown:
+        raise ValueError(f"timestamp_type {unknown}: use segment, word or char")
+    return types
+
+
+def _offset(t_s: float, frame_s: float) -> int:
+    return int(t_s / frame_s) if t_s != -1 else -1
+
+
+def timestamps_from_utterance(utt, frame_s: float, types: Sequence[str], punctuation: frozenset[str],
+                              ctc_model=None) -> dict[str, list[dict]]:
+    """The word / segment / char dicts of a timed NeMo Utterance.
+
+    Mirrors the nested `process_timestamps` inside NeMo 3.0's
+    `get_forced_aligned_timestamps_with_external_model` (timestamp_utils.py), which is not
+    importable on its own: a punctuation token takes the end of the token before it in its word,
+    and a word or segment that ends on it ends there too (a CTC model often spreads a full stop
+    over the silence after it). `ctc_model` is needed only for 'char' (its tokenizer's text)."""
+    from nemo.collections.asr.parts.utils.aligner_utils import BLANK_TOKEN, Segment, Word
+
+    out: dict[str, list[dict]] = {t: [] for t in types}
+    for segment in utt.segments_and_tokens:
+        if not isinstance(segment, Segment):
+            continue
+        if "segment" in out:
+            out["segment"].append({
+                "segment": segment.text,
+                "start_offset": _offset(segment.t_start, frame_s),
+                "end_offset": _offset(segment.t_end, frame_s),
+                "start": round(segment.t_start, 2),
+                "end": round(segment.t_end, 2),
+            })
+        for word in segment.words_and_tokens:
+            if not isinstance(word, Word):
+                continue
+            if "word" in out:
+                out["word"].append({
+                    "word": word.text,
+                    "start_offset": _offset(word.t_start, frame_s),
+                    "end_offset": _offset(word.t_end, frame_s),
+                    "start": round(word.t_start, 2),
+                    "end": round(word.t_end, 2),
+                })
+            for i, token in enumerate(word.tokens):
+                if token.text == BLANK_TOKEN:
+                    continue
+                if token.text in punctuation:
+                    j = i - 1
+                    while j >= 0 and word.tokens[j].text == BLANK_TOKEN:
+                        j -= 1
+                    previous_end = round(word.tokens[j].t_end, 2) if j >= 0 else round(token.t_start, 2)
+                    if "segment" in out and segment.t_end == word.t_end:
+                        out["segment"][-1]["end"] = previous_end
+                        out["segment"][-1]["end_offset"] = _offset(previous_end, frame_s)
+                    if "word" in out and word.t_end == token.t_end:
+                        out["word"][-1]["end"] = previous_end
+                        out["word"][-1]["end_offset"] = _offset(previous_end, frame_s)
+                    token.t_end = token.t_start = previous_end
+                if "char" in out:
+                    out["char"].append({
+                        "char": ctc_model.tokenizer.ids_to_text([token.token_id]),
+                        "token_id": token.token_id,
+                        "token": token.text,
+                        "start_offset": _offset(token.t_start, frame_s),
+                        "end_offset": _offset(token.t_end, frame_s),
+                        "start": round(token.t_start, 2),
+                        "end": round(token.t_end, 2),
+                    })
+    return out
