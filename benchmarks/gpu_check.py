@@ -61,8 +61,10 @@ PARTS: tuple[Part, ...] = (
     ),
     Part(
         "stress",
-        ("benchmarks/stress.py", "--device", "cuda", "--rounds", "3", "--batches", "1", "7", "64", "128", "256",
-         "--full-size", "parakeet-tdt"),
+        # the sizes in the order that preceded the decoder's illegal memory access (a batch of 128,
+        # a part-full first batch, growth to the largest, then the file's 239 chunks at once)
+        ("benchmarks/stress.py", "--device", "cuda", "--rounds", "3", "--batches", "128", "17", "128", "94", "256",
+         "512", "239", "1", "--full-size", "parakeet-tdt", "--tiny", "canary", "parakeet-tdt"),
         ("benchmarks/stress.py", "--device", "cpu", "--rounds", "1", "--batches", "1", "3"),
         budget_s=75,
     ),

@@ -212,20 +212,16 @@ class AEDModel:
 
     def _align(self, hyps, data, shared_features):
         """Word and segment times from the auxiliary CTC model, run once on the whole batch in
-        this path (features shared with the main model when their front ends are the same)."""
-        from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis
-        from nemo.collections.asr.parts.utils.timestamp_utils import get_forced_aligned_timestamps_with_external_model
+        this path (features shared with the main model when their front ends are the same), then
+        a batched Viterbi on the device (asr.models.alignment)."""
+        from .alignment import align_hypotheses
 
         ctc = self.model.timestamps_asr_model
         feats, feat_lens = shared_features or batching.features(ctc.preprocessor, data)
         encoded, encoded_len = ctc.encoder(audio_signal=feats.to(batching.compute_dtype(ctc.encoder)), length=feat_lens)
-        log_probs = ctc.decoder(encoder_output=encoded).float()
-        lengths = encoded_len.tolist()
-        frames = [Hypothesis(score=0.0, y_sequence=log_probs[i, : lengths[i]], text="") for i in range(len(hyps))]
-        return get_forced_aligned_timestamps_with_external_model(
-            audio=frames, batch_size=len(frames), external_ctc_model=ctc, main_model_predictions=hyps,
-            timestamp_type=["word", "segment"], viterbi_device=log_probs.device, has_hypotheses=True, verbose=False,
-        )
+        # the CTC head and its log-softmax in fp32: bf16 log-probs tie more often and move word times
+        log_probs = ctc.decoder(encoder_output=encoded.to(batching.compute_dtype(ctc.decoder)))
+        return align_hypotheses(ctc, log_probs, encoded_len.cpu(), hyps, timestamp_type=("word", "segment"))
 
 
 def _same_preprocessor(model, aligner) -> bool:

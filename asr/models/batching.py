@@ -21,14 +21,20 @@ log = logging.getLogger(__name__)
 
 
 def cast_for_inference(model, device: str) -> None:
-    """On CUDA: every weight to bf16 once, except the mel front end, which stays fp32 (its STFT,
-    mel filterbank and log would lose precision in bf16, and it is a small share of the time).
+    """On CUDA: every weight to bf16 once, except the mel front ends, which stay fp32 (their STFT,
+    mel filterbank and log would lose precision in bf16, and they are a small share of the time),
+    and the timestamp aligner's CTC head (a 1024 x 1025 projection whose log-probs the Viterbi
+    compares).
     On CPU nothing changes (fp32)."""
     import torch
 
     if not device.startswith("cuda"):
         return
     model.to(torch.bfloat16)
+    aligner = getattr(model, "timestamps_asr_model", None)
+    if aligner is not None:  # not a registered submodule of the AED model
+        aligner.to(torch.bfloat16)
+        aligner.decoder.to(torch.float32)  # its log-softmax feeds the Viterbi: keep ties rare
     for front in _preprocessors(model):
         front.to(torch.float32)
 
