@@ -22,10 +22,20 @@ def test_rehearsal_measures_every_part(tmp_path, tiny_model, shared_audio):
         by_part.setdefault(row["part"], []).append(row)
     (frontend,) = by_part["frontend"]
     assert frontend["ours_speech_kept_s"] == frontend["ours_speech_detected_s"] > 30
-    assert [r["variant"] for r in by_part["canary"]] == ["cache:4", "nocache:4"]
-    for row in by_part["canary"] + by_part["parakeet"]:
+    canary = [r for r in by_part["canary"] if not r["variant"].startswith("load")]
+    assert [r["variant"] for r in canary] == ["fast:4", "nemo:4"]
+    fast, nemo = canary
+    assert fast["rtfx_end_to_end"] > 0 and 0 <= fast["share_model"] <= 1 and fast["audio_s"] >= 59
+    assert fast["rtfx_model_timestamps"] > 0 and set(fast["stages_s_per_hour"]) >= {"encoder", "decoder", "alignment"}
+    assert nemo["rtfx_model"] > 0 and "rtfx_end_to_end" not in nemo  # the baseline: model only
+    load = {r["measure"]: r for r in by_part["canary"] if r["variant"].startswith("load")}
+    assert load["sequential"]["failed"] == load["concurrent_round1"]["failed"] == 0
+    assert load["concurrent_round1"]["clips"] == 4 and load["concurrent_round1"]["audio_s_per_wall_s"] > 0
+    for row in by_part["parakeet"]:
         assert row["audio_s"] >= 59 and row["rtfx_model"] > 0 and row["rtfx_end_to_end"] > 0
         assert row["device"] == "cpu" and 0 <= row["share_model"] <= 1
+    assert {r["family"] for r in by_part["stress"]} == {"tiny canary", "tiny parakeet-tdt", "tiny ctc"}
+    assert all(r["errors"] == 0 and r["calls"] > 0 for r in by_part["stress"])
     assert [r["model"] for r in by_part["parakeet"]] == ["tiny parakeet-tdt"]
     assert by_part["langid"][0]["rtfx"] > 0 and by_part["diarizer"][0]["frames"] > 0
     table = (tmp_path / "gpu_check.md").read_text()
