@@ -92,6 +92,8 @@ def _client(args: argparse.Namespace) -> int:
         except client.PredictionFailed as e:
             print(f"error: the prediction failed: {e}", file=sys.stderr)
             return 1
+    for warning in output.get("warnings") or ():  # as `transcribe` does: stdout stays the result
+        print(f"warning: {warning}", file=sys.stderr)
     sys.stdout.write(client.render(output, args.format))
     return 0
 
