@@ -37,7 +37,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproj
 		echo "$(TORCH_SPEC) is not on the configured indexes: trying $(TORCH_CPU_INDEX)"; \
 		$(PIP) $(TORCH_SPEC) --extra-index-url $(TORCH_CPU_INDEX);; *) $(PIP) $(TORCH_SPEC);; esac; }
 	$(PIP) -r requirements-dev.txt -c constraints.txt
-	$(PIP) --no-deps -e .
+	PYTHONWARNINGS=ignore $(PIP) --no-deps -e .  # the asr command; silences setuptools' editable-mode notice
 	touch $@
 
 test: venv
