@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
-# torch: the CPU build (about 0.2 GB) unless this machine has an NVIDIA GPU (nvidia-smi lists
+# torch: the CPU build (a 0.19 GB wheel) unless this machine has an NVIDIA GPU (nvidia-smi lists
 # one), where PyPI's CUDA build is taken. The CPU build comes from the configured package
 # indexes when they hold it, else from PyTorch's CPU index (TORCH_CPU_INDEX). Override with e.g.
 #   make venv TORCH_SPEC=torch==2.13.0            # PyPI's CUDA build (about 20 NVIDIA wheels, several GB)
