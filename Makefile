@@ -1,4 +1,4 @@
-# make venv   - create .venv with pinned dependencies (no-op when up to date)
+# make venv   - create .venv with pinned dependencies and the `asr` command (no-op when up to date)
 # make test   - the whole test suite (installs first)
 # make serve  - Cog's HTTP server on 127.0.0.1:$(PORT), model from $$ASR_MODEL
 # make weights - download Canary-1B-v2, AmberNet and Sortformer (or WEIGHTS_MODELS="a b") into weights/ (before cog build)
@@ -9,20 +9,35 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
-# The CPU build of torch for local work; override for another index, e.g.
-#   make venv TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-TORCH_SPEC ?= torch==2.13.0
+# torch: the CPU build (a 0.19 GB wheel) unless this machine has an NVIDIA GPU (nvidia-smi lists
+# one), where PyPI's CUDA build is taken. The CPU build comes from the configured package
+# indexes when they hold it, else from PyTorch's CPU index (TORCH_CPU_INDEX). Override with e.g.
+#   make venv TORCH_SPEC=torch==2.13.0            # PyPI's CUDA build (about 20 NVIDIA wheels, several GB)
+#   make venv TORCH_SPEC=torch==2.13.0+cpu        # the CPU build even on a GPU machine
+TORCH_VERSION := 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+HAVE_NVIDIA_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_NVIDIA_GPU),yes)
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+else
+TORCH_SPEC ?= torch==$(TORCH_VERSION)+cpu
+endif
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .PHONY: venv test serve clean weights test-audio gpu-wheels
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23"
-	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(PIP) --upgrade "pip>=23"
+	@echo "installing $(TORCH_SPEC)"
+	$(PIP) $(TORCH_SPEC) 2>/dev/null || { case "$(TORCH_SPEC)" in *+cpu*) \
+		echo "$(TORCH_SPEC) is not on the configured indexes: trying $(TORCH_CPU_INDEX)"; \
+		$(PIP) $(TORCH_SPEC) --extra-index-url $(TORCH_CPU_INDEX);; *) $(PIP) $(TORCH_SPEC);; esac; }
+	$(PIP) -r requirements-dev.txt -c constraints.txt
+	PYTHONWARNINGS=ignore $(PIP) --no-deps -e .  # the asr command; silences setuptools' editable-mode notice
 	touch $@
 
 test: venv
@@ -41,7 +56,11 @@ serve: venv
 # cog.yaml's ASR_MODEL, comma-separated.
 WEIGHTS_MODELS ?= nvidia/canary-1b-v2 nvidia/langid_ambernet nvidia/diar_streaming_sortformer_4spk-v2
 weights: venv
-	@for m in $(WEIGHTS_MODELS); do $(PY) tools/download_weights.py --model $$m --out weights || exit 1; done
+	@asr=""; lid=""; diar=""; for m in $(WEIGHTS_MODELS); do \
+		f=$$($(PY) tools/download_weights.py --model $$m --out weights) || exit 1; echo "wrote $$f"; \
+		case $$m in *langid*) lid=" ASR_LID_MODEL=$$f";; *diar*) diar=" ASR_DIAR_MODEL=$$f";; \
+			*) asr="$${asr:+$$asr,}$$f";; esac; done; \
+	echo "serve them with: $${asr:+ASR_MODEL=$$asr}$$lid$$diar make serve"
 
 # The real recordings for tests and benchmarks (standard library only; sha256-checked).
 test-audio:

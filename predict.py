@@ -6,6 +6,7 @@ Run it with `make serve` (Cog's HTTP server, coglet) or `cog predict -i audio=@s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import traceback
@@ -19,7 +20,7 @@ from asr.errors import ASRError
 from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
 from asr.types import AUTO, SubtitleOptions, TranscribeOptions
-from asr.uploads import display_name, forget_parsed_urls, received_file, with_display_name
+from asr.uploads import display_name, forget_parsed_urls, received_file, with_display_name, with_display_names
 
 log = logging.getLogger("predict")
 
@@ -200,4 +201,4 @@ class Runner(BaseRunner):
         except Exception:
             traceback.print_exc()  # Cog reports only the message; keep the trace in the server log
             raise
-        return transcript
+        return dataclasses.replace(transcript, warnings=with_display_names(transcript.warnings, path, name))

@@ -45,7 +45,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     from .languages import ALL_CODES, normalise_code
     from .pipeline import Transcriber
     from .progress import ProgressDisplay
-    from .types import SubtitleOptions, TranscribeOptions
+    from .settings import OFF
+    from .types import AUTO, SubtitleOptions, TranscribeOptions
 
     values = input_values(args, args.input_specs)
     values["timestamps"] = _timestamps(args)
@@ -60,8 +61,14 @@ def _transcribe(args: argparse.Namespace) -> int:
     if unmapped:
         logging.getLogger(__name__).warning("inputs not used by transcribe: %s", ", ".join(unmapped))
     options = TranscribeOptions(**{k: v for k, v in values.items() if k in opt_fields}, subtitles=subtitles)
-    transcriber = Transcriber.load(args.model, device=args.device, batch_size=args.batch_size,
-                                   lid_model=args.lid_model, diar_model=args.diar_model)
+    if not args.verbose:
+        quiet_third_party()
+    # Only what this request needs: one ASR model, the identifier only for source_lang auto, the
+    # diarizer only with --diarize (a server loads everything once; a command pays per run).
+    auto = (options.source_lang or AUTO).strip().lower() == AUTO
+    transcriber = Transcriber.load(model_to_load(args.model), device=args.device, batch_size=args.batch_size,
+                                   lid_model=args.lid_model if auto else OFF,
+                                   diar_model=args.diar_model if options.diarize else OFF)
     with ProgressDisplay(os.path.basename(args.audio)) as progress:
         transcript = transcriber.transcribe(args.audio, options, progress=progress)
     for warning in transcript.warnings:  # stdout stays the transcript alone, ready to redirect
@@ -75,12 +82,44 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_to_load(given: str | None) -> str:
+    """The one model `transcribe` loads. `--model` names it as the server's `model` input does
+    (an $ASR_MODEL entry's short name: `parakeet-tdt-0.6b-v3`, a .nemo file's name without
+    `.nemo`), or gives a .nemo path or Hugging Face name outright; without it, $ASR_MODEL's first."""
+    from pathlib import Path
+
+    from . import settings
+    from .models.loading import parse_spec
+
+    entries = parse_spec(settings.model_spec() or settings.DEFAULT_MODEL)
+    chosen = entries[0] if not given else None
+    for entry in entries if given else ():
+        p = Path(entry.name)
+        if given in (entry.name, p.name) or (p.suffix == ".nemo" and given == p.stem):
+            chosen = entry
+    if chosen is None:
+        return given
+    return chosen.name + (f"[{' '.join(sorted(chosen.languages))}]" if chosen.languages else "")
+
+
+def quiet_third_party() -> None:
+    """No NeMo config dumps or notices on stderr: only our warnings, errors and progress
+    (`-v` shows everything)."""
+    try:
+        from nemo.utils import logging as nemo_logging
+    except ImportError:
+        return
+    nemo_logging.setLevel(logging.ERROR)
+
+
 def _client(args: argparse.Namespace) -> int:
     from . import client
     from .inputs import input_values
     from .progress import Waiting
 
     inputs = input_values(args, args.input_specs, only_explicit=True)  # the server's defaults are the same
+    if str(inputs.get("model") or "").endswith(".nemo"):  # a path: the server knows it by its file name
+        inputs["model"] = os.path.basename(inputs["model"])
     timestamps = _timestamps(args)
     if timestamps != args.timestamps or "timestamps" in inputs:
         inputs["timestamps"] = timestamps
@@ -92,6 +131,8 @@ def _client(args: argparse.Namespace) -> int:
         except client.PredictionFailed as e:
             print(f"error: the prediction failed: {e}", file=sys.stderr)
             return 1
+    for warning in output.get("warnings") or ():  # as `transcribe` does: stdout stays the result
+        print(f"warning: {warning}", file=sys.stderr)
     sys.stdout.write(client.render(output, args.format))
     return 0
 
@@ -99,6 +140,8 @@ def _client(args: argparse.Namespace) -> int:
 def _tiny_model(args: argparse.Namespace) -> int:
     from .testing import build
 
+    if not args.verbose:
+        quiet_third_party()
     path = build(args.kind, args.out, seed=args.seed)
     print(path)
     return 0
@@ -125,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--format", choices=formats, default="text",
                     help="what to print (default: text; text alone skips timestamps unless --timestamps)")
     tr.add_argument("--model", default=None,
-                    help="Hugging Face name or .nemo path of the model to load and use "
-                    "(default: the first of $ASR_MODEL, else nvidia/canary-1b-v2)")
+                    help="the model to use (only it is loaded): a name from $ASR_MODEL as the server's model "
+                    "input takes it, a .nemo path, or a Hugging Face name (default: the first of $ASR_MODEL, "
+                    "else nvidia/canary-1b-v2)")
     tr.add_argument("--lid-model", default=None,
                     help="language identifier: .nemo path or pretrained name (default: $ASR_LID_MODEL, "
                     "else langid_ambernet); none turns detection off")

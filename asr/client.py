@@ -14,6 +14,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -128,6 +129,25 @@ def post(url: str, body: bytes, retry_s: float, timeout_s: float | None,
             raise ClientError(f"the server's answer from {url} is not JSON: {e}") from e
 
 
+_COGLET_PREFIX = re.compile(r"^(?:\s*Prediction failed:\s*)+(?:[A-Z][A-Za-z]*(?:Error|Exception):\s*)?")
+"""What coglet 0.23.1 puts before every failure ("Prediction failed: Prediction failed: InputError: ")."""
+
+
+def failure_message(message: str, file: str) -> str:
+    """The server's failure as the user should read it: without coglet's doubled prefix and the
+    error's class name, and with the local file's name where the server could only say "the
+    uploaded file" (a data URI carries no name)."""
+    return local_name(_COGLET_PREFIX.sub("", message.strip(), count=1) or message.strip(), file)
+
+
+def local_name(text: str, file: str) -> str:
+    """`text` from the server with "the uploaded file" (quoted or not) replaced by the name of the
+    local file that was sent; a URL's name is already the server's own."""
+    if is_url(file):
+        return text
+    return re.sub(r"'?\b[Tt]he uploaded file\b'?", repr(os.path.basename(file)), text)
+
+
 def predict(file: str, inputs: dict, options: ClientOptions = ClientOptions()) -> dict:
     """Run one prediction and return its output (the service's JSON contract)."""
     body = request_body(file, inputs, options.max_body_bytes)
@@ -138,9 +158,11 @@ def predict(file: str, inputs: dict, options: ClientOptions = ClientOptions()) -
         log.info("server: %s", line)
     status = answer.get("status")
     if status == "succeeded" and isinstance(answer.get("output"), dict):
-        return answer["output"]
+        output = answer["output"]
+        output["warnings"] = [local_name(str(w), file) for w in output.get("warnings") or ()]
+        return output
     if status == "failed":
-        raise PredictionFailed(answer.get("error") or "the prediction failed without a message")
+        raise PredictionFailed(failure_message(answer.get("error") or "", file) or "no message from the server")
     raise ClientError(f"the prediction ended as {status!r}: {answer.get('error') or json.dumps(answer)[:500]}")
 
 

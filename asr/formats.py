@@ -51,7 +51,9 @@ def iter_cues(
 ) -> Iterator[Cue]:
     """One cue per non-empty segment, in order: never starting before the previous cue, lasting
     at least MIN_CUE_MS where the next cue and the end of the audio leave room, never ending after
-    the audio (a player would show it over black, and editors reject it), and always at least 1 ms.
+    the audio (a player would show it over black, and editors reject it), never longer than
+    `max_segment_s` (segments are cut to fit it at word boundaries, but a single word keeps the
+    model's times, however long), and always at least 1 ms.
     With `speaker_prefix`, a segment's speaker (`SPEAKER_1: `) is part of the text the lines are
     balanced over, so the prefixed lines still respect the width."""
     o = options or SubtitleOptions()
@@ -65,6 +67,7 @@ def iter_cues(
         next_start = int(round(segments[index][0].start_s * 1000)) if index < len(segments) else None
         readable = min(start + MIN_CUE_MS, audio_end if next_start is None else min(next_start, audio_end))
         end = max(end, readable, start + 1)
+        end = min(end, start + max(1, int(o.max_segment_s * 1000)))  # even a word the model made 18 s long
         last_start = start
         shown = f"{seg.speaker}: {text}" if speaker_prefix and seg.speaker else text
         lines = tuple(balanced_lines(shown, o.max_line_chars, o.max_lines))

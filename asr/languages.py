@@ -47,14 +47,15 @@ def normalise_code(code: str | None, what: str, accepted=None) -> str:
     """Lower-case, trimmed ISO 639-1 code; a clear error for anything not in `accepted`
     (default: Canary's 25)."""
     accepted = CODES if accepted is None else tuple(sorted(accepted))
+    listed = describe(accepted) if len(accepted) <= 5 else ", ".join(accepted)  # names while short
     if code is None or not str(code).strip():
-        raise LanguageError(f"{what} is required; accepted: {', '.join(accepted)}")
+        raise LanguageError(f"{what} is required; accepted: {listed}")
     c = str(code).strip().lower().replace("_", "-")
     if c not in accepted:
         base = c.split("-")[0]
         hint = f" (did you mean '{base}'?)" if base in accepted else ""
         raise LanguageError(
-            f"{what} '{code}' is not supported{hint}; accepted: {', '.join(accepted)}"
+            f"{what} '{code}' is not supported{hint}; accepted: {listed}"
         )
     return c
 

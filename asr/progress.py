@@ -50,6 +50,8 @@ class ProgressDisplay:
         self.interactive = is_terminal(self.stream) if interactive is None else interactive
         self.log_every_s = log_every_s
         self._bars: dict = {}
+        self._ended: set[str] = set()
+        """Stages whose bar was closed when they ended, so that its clock stopped there."""
         self._lock = threading.Lock()
         self._state = {"decode": 0.0, "transcribe": 0.0, "total": 0.0}
         self._start = time.monotonic()
@@ -78,10 +80,23 @@ class ProgressDisplay:
             self._state[stage] = done
             if stage == "transcribe" and total:
                 self._state["total"] = total
-            if self.interactive:
+            if self.interactive and stage not in self._ended:
                 self._update_bar(stage, done, total)
-            else:
+                # The chunk total is known once decoding has ended; the last chunk ends the run.
+                if stage == "transcribe" and total:
+                    self._end("decode")
+                    if done >= total:
+                        self._end("transcribe")
+            elif not self.interactive:
                 self._maybe_log()
+
+    def _end(self, stage: str) -> None:
+        """Close the stage's bar now: its elapsed time and rate stop at the stage's end, instead
+        of running on until the whole command finishes."""
+        self._ended.add(stage)
+        bar = self._bars.pop(stage, None)
+        if bar is not None:
+            bar.close()
 
     def _update_bar(self, stage: str, done: float, total: float) -> None:
         from tqdm import tqdm

@@ -70,6 +70,12 @@ def with_display_name(error: ASRError, path: pathlib.Path, name: str) -> ASRErro
     return error
 
 
+def with_display_names(warnings: tuple[str, ...], path: pathlib.Path, name: str) -> tuple[str, ...]:
+    """The output's warnings with Cog's temporary file name replaced by `name`, as in errors."""
+    shown = name if name.startswith("the ") else f"'{name}'"
+    return tuple(w.replace(f"'{path.name}'", shown).replace(path.name, name) for w in warnings)
+
+
 def forget_parsed_urls() -> None:
     """Drop Python's cache of parsed URLs. Cog parses each `audio` value with urllib.parse, whose
     `urlsplit` keeps the last 128 distinct inputs alive (an LRU cache), each a data URI of up to

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.media import MISSING_AUDIO, SHARED_AUDIO  # noqa: E402
+from tests.media import MISSING_AUDIO, SHARED_AUDIO, samples_speech  # noqa: E402
 
 SAMPLES = ROOT / "samples"
 FALLBACK_S = 60.0
@@ -54,10 +54,7 @@ def speech_wav() -> Path:
     if out.is_file():
         return out
     rate = 16_000
-    pause = np.zeros(rate // 2, np.float32)
-    pieces = [p for f in sorted(SAMPLES.glob("*.*")) if f.suffix != ".py" for p in (_mono_16k(f), pause)]
-    one = np.concatenate(pieces)
-    x = np.tile(one, int(np.ceil(FALLBACK_S * rate / one.size)))[: int(FALLBACK_S * rate)]
+    x = samples_speech(FALLBACK_S)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".part")
     with wave.open(str(tmp), "wb") as w:
@@ -65,14 +62,3 @@ def speech_wav() -> Path:
         w.writeframes(np.clip(np.round(x * 32767), -32768, 32767).astype("<i2").tobytes())
     tmp.rename(out)
     return out
-
-
-def _mono_16k(path: Path) -> np.ndarray:
-    """A file decoded with PyAV's own resampler to mono float32 at 16 kHz (test input only)."""
-    import av
-
-    with av.open(str(path)) as c:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
-        frames = [r.to_ndarray().reshape(-1) for f in c.decode(audio=0) for r in resampler.resample(f)]
-        frames += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
-    return np.concatenate(frames).astype(np.float32)

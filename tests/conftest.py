@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.media import MISSING_AUDIO, SHARED_AUDIO, load_reference  # noqa: E402
+from tests.media import MISSING_AUDIO, SHARED_AUDIO, load_reference, samples_speech  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,30 @@ def jfk(shared_audio) -> tuple[np.ndarray, int]:
 def speech60(shared_audio) -> tuple[np.ndarray, int]:
     """Silero's 60 s test clip, (1, n) float32 at 16 kHz."""
     return load_reference("test.wav")
+
+
+def have_real_audio() -> bool:
+    return (SHARED_AUDIO / "jfk.flac").is_file() and (SHARED_AUDIO / "test.wav").is_file()
+
+
+@pytest.fixture(scope="session")
+def speech_16k() -> np.ndarray:
+    """About 60 s of speech, mono float32 at 16 kHz, in every clone: Silero's test.wav when the
+    real recordings are present, else speech made from samples/ (tests.media.samples_speech)."""
+    if have_real_audio():
+        return load_reference("test.wav")[0][0]
+    return samples_speech(60.0)
+
+
+@pytest.fixture(scope="session")
+def voice_16k() -> np.ndarray:
+    """One speaker for about 11 s, mono float32 at 16 kHz: JFK's excerpt when the real
+    recordings are present, else the English and German samples (one synthetic voice)."""
+    if have_real_audio():
+        from asr.media import decode
+
+        return decode(SHARED_AUDIO / "jfk.flac").samples
+    return samples_speech(11.0, ("en.mp3", "de.m4a"))
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +136,17 @@ def server(tiny_model, tiny_parakeet, tiny_ctc, tmp_path_factory):
     assert srv.health() == "READY", srv.log()[-3000:]
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture(autouse=True)
+def server_ready_between_tests(request):
+    """Every test that uses the shared server starts and ends with it READY: coglet frees the
+    slot just after it answers, so a test ending on a prediction would otherwise hand the next
+    test a BUSY server (and a 409) now and then."""
+    if "server" not in request.fixturenames:
+        yield
+        return
+    srv = request.getfixturevalue("server")
+    assert srv.ready(within_s=60), "the server was not READY before the test"
+    yield
+    assert srv.ready(within_s=60), "the server did not come back READY after the test"

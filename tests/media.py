@@ -14,6 +14,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FETCHED_AUDIO = ROOT / ".cache" / "test-audio"
 """Where `make test-audio` puts the public recordings (see tools/test_audio.json)."""
+SAMPLES = ROOT / "samples"
+"""The short recordings the project makes itself (espeak-ng), present in every clone."""
 
 
 def audio_dirs() -> list[Path]:
@@ -165,6 +167,28 @@ def load_reference(name: str) -> tuple[np.ndarray, int]:
     x = np.concatenate(frames, axis=1)
     scale = {np.dtype(np.int16): 1 / 32768, np.dtype(np.int32): 1 / 2**31}.get(x.dtype, 1.0)
     return (x.astype(np.float64) * scale).astype(np.float32), rate
+
+
+def samples_mono_16k(path: Path) -> np.ndarray:
+    """A file decoded with PyAV's own resampler to mono float32 at 16 kHz (test input only, so
+    it does not depend on the decoder under test)."""
+    with av.open(str(path)) as c:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
+        frames = [r.to_ndarray().reshape(-1) for f in c.decode(audio=0) for r in resampler.resample(f)]
+        frames += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+    return np.concatenate(frames).astype(np.float32)
+
+
+def samples_speech(seconds: float, names: tuple[str, ...] | None = None) -> np.ndarray:
+    """`seconds` of speech the repository makes itself, mono float32 at 16 kHz: the samples/
+    recordings (all, or `names` in that order) joined with half-second pauses and repeated to
+    length. It stands in for the real recordings on a fresh clone, where those are absent."""
+    rate = 16_000
+    files = [SAMPLES / n for n in names] if names else [f for f in sorted(SAMPLES.glob("*.*")) if f.suffix != ".py"]
+    pause = np.zeros(rate // 2, np.float32)
+    one = np.concatenate([p for f in files for p in (samples_mono_16k(f), pause)])
+    n = int(round(seconds * rate))
+    return np.tile(one, int(np.ceil(n / one.size)))[:n]
 
 
 def repeat_encoded(src: Path, times: int, out: Path) -> Path:

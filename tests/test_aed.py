@@ -56,13 +56,11 @@ def test_batch_keeps_order_and_pads_short_chunks(canary):
         assert [s.text for s in r.segments] == ["Hello world!", "The quick brown fox."]
 
 
-def test_each_result_belongs_to_its_own_chunk(canary):
+def test_each_result_belongs_to_its_own_chunk(canary, speech_16k):
     """The tiny Canary says the same phrase for every chunk, but its forced alignment depends on
-    the audio: in a batch of real speech of different lengths, every chunk must get exactly the
+    the audio: in a batch of speech of different lengths, every chunk must get exactly the
     word times it gets alone, so a batch whose results came back reordered fails here."""
-    from tests.media import load_reference
-
-    speech = load_reference("test.wav")[0][0]
+    speech = speech_16k
     lengths_s = [4.0, 17.0, 9.0, 12.5]
     starts_s = [0.0, 20.0, 5.0, 40.0]
     audios = [speech[int(a * SAMPLE_RATE) : int((a + n) * SAMPLE_RATE)] for a, n in zip(starts_s, lengths_s)]

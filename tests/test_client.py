@@ -49,8 +49,26 @@ def test_failed_prediction_exits_non_zero_with_the_servers_message(server, tmp_p
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
     r = run_client(str(fake), "--url", server.url)
     assert r.returncode == 1 and r.stdout == ""
-    assert "the prediction failed" in r.stderr and "PNG image" in r.stderr, r.stderr
+    assert r.stderr.startswith("error: the prediction failed: 'holiday.mp3' is a PNG image"), r.stderr
+    assert "Prediction failed:" not in r.stderr and "uploaded file" not in r.stderr
+    assert len(r.stderr) < 400, "a short message; the full list of formats is in the README"
     assert server.ready()
+
+
+def test_warnings_go_to_stderr_naming_the_local_file(server, tmp_path, speech_16k):
+    """A stereo file with a silent right channel: the server leaves it out of the downmix and
+    says so; the client prints that on stderr, with the file's own name, and stdout stays text."""
+    import numpy as np
+
+    from tests.media import write_pcm16_wav
+
+    left = speech_16k[: 8 * 16_000]
+    path = write_pcm16_wav(tmp_path / "interview.wav", np.stack([left, np.zeros_like(left)]), 16_000)
+    r = run_client(str(path), "--url", server.url, "--source-lang", "en")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: Channel 2 of 'interview.wav' was left out of the downmix where it is silent."], r.stderr
+    assert r.stdout.strip() and "warning" not in r.stdout
 
 
 def test_too_large_is_refused_before_sending(tmp_path):

@@ -115,3 +115,19 @@ def test_no_cue_ends_after_the_audio():
                       task="transcribe", duration_s=2.5, speech_s=1.0, model="test", timestamps=True)
     assert [(c.start_ms, c.end_ms) for c in formats.iter_cues(edge)] == [(2499, 2500)]
     assert "00:00:02,500\nLate." in formats.SRTWriter().to_string(t)
+
+
+@pytest.mark.parametrize("max_segment_s", [1.0, 7.0, 60.0])
+def test_no_cue_is_longer_than_max_segment_s_whatever_the_word_times(max_segment_s):
+    """An aligner can stretch one word over a long pause (18 s seen with the tiny model): the
+    segment is one word and cannot be cut, but its cue still ends within max_segment_s."""
+    from asr.segments import fit_words
+
+    o = SubtitleOptions(max_segment_s=max_segment_s)
+    words = [Word(0.0, 18.0, "Hello"), Word(18.0, 18.4, "world."), Word(20.0, 95.0, "Long"),
+             Word(95.0, 95.2, "tail.")]
+    segments = fit_words(words, o)
+    cues = list(formats.iter_cues(transcript(segments), o))
+    assert len(cues) == len(segments) >= 2
+    assert all(c.end_ms - c.start_ms <= max_segment_s * 1000 for c in cues), [(c.start_ms, c.end_ms) for c in cues]
+    assert [c.start_ms for c in cues] == [round(s.start_s * 1000) for s in segments]

@@ -87,19 +87,25 @@ def test_no_state_leaks_between_predictions(server, shared_audio):
 
 
 def test_cancel_while_the_decoder_hangs(server):
-    """Cancelling must not wait for a stuck decoder's deadline: the child is stopped at once."""
+    """Cancelling must not wait for a stuck decoder's deadline: the child is stopped at once.
+    The server's decoder deadline is 20 s (ASR_DECODE_TIMEOUT_S in conftest), counted from the
+    child's start; the answer must come well inside it, however loaded the machine is."""
+    deadline_s = 20.0
     hang = "data:audio/wav;base64," + base64.b64encode(b"ASR-FAULT:hang\n").decode()
     thread, result = start_async(server, "stuck-decoder", {"audio": hang, "source_lang": "en"})
     wait_busy(server)
-    deadline = time.monotonic() + 10
-    while not decoder_children():
-        assert time.monotonic() < deadline, "the decoder never started"
-        time.sleep(0.05)
-    asked = time.monotonic()
+    wait_until(lambda: decoder_children() != [], within_s=30, what="the decoder never started")
+    child_seen = time.monotonic()
     server.request("POST", "/predictions/stuck-decoder/cancel")
     thread.join(timeout=60)
     assert result["body"]["status"] == "canceled", result["body"]
-    assert result["at"] - asked < 3.0
-    time.sleep(0.5)
-    assert decoder_children() == []
-    assert server.ready()
+    assert result["at"] - child_seen < deadline_s / 2, "the cancel waited for the decoder's deadline"
+    wait_until(lambda: decoder_children() == [], within_s=10, what="the stuck decoder outlived its cancel")
+    assert server.ready(within_s=30)
+
+
+def wait_until(condition, within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)

@@ -61,3 +61,25 @@ def test_plain_lines_without_a_terminal(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "asr.progress"]
     assert lines[0].startswith("talk.mp3: 125.5 s of audio decoded, 0 chunks transcribed")
     assert lines[-1].startswith("talk.mp3: 125.5 s of audio decoded, 3/7 chunks transcribed")
+
+
+def test_a_stage_s_clock_stops_when_the_stage_ends():
+    """Decoding ends when the chunk total is known: its bar must not keep counting seconds (and
+    lowering its rate) while the model works on."""
+    import io
+    import time
+
+    stream = io.StringIO()
+    with ProgressDisplay("talk.mp3", stream=stream, interactive=True) as progress:
+        progress("decode", 720.0, 0)
+        progress("transcribe", 1, 0)
+        progress("transcribe", 2, 5)  # decoding has ended: 5 chunks in all
+        decode_shown = stream.getvalue()
+        time.sleep(1.2)
+        progress("decode", 720.0, 0)  # a late report from the front end's thread changes nothing
+        progress("transcribe", 5, 5)
+    after = stream.getvalue()  # the bars as left on the screen, after the command's end
+    decode_lines = [line for line in after.replace("\r", "\n").splitlines() if "decoded" in line]
+    assert decode_lines and all("[00:00" in line for line in decode_lines), decode_lines
+    assert after.count("decoded 720.0 s of audio") == decode_shown.count("decoded 720.0 s of audio")
+    assert "5/5" in after

@@ -1,10 +1,12 @@
 """Run Cog's HTTP server (coglet) for `make serve`, and stop with a plain message if setup fails.
 
-coglet reports a failed setup only as SETUP_FAILED in a JSON log line and keeps running,
-answering every prediction with a misleading 503 "Setup has not finished yet". This wrapper
-watches GET /health-check while the server starts: on READY it prints one plain line and leaves
-the server running; on SETUP_FAILED it prints the setup error (which names ASR_MODEL) and what
-to do, stops the server and exits 1.
+Before starting anything it checks every model variable (ASR_MODEL, ASR_LID_MODEL,
+ASR_DIAR_MODEL: asr/preflight.py) and, if any cannot work, names them all in one message with the
+command that fixes each, and exits 1. coglet reports a failed setup only as SETUP_FAILED in a JSON
+log line and keeps running, answering every prediction with a misleading 503 "Setup has not
+finished yet". This wrapper watches GET /health-check while the server starts: on READY it prints
+one plain line and leaves the server running; on SETUP_FAILED it prints the setup error (which
+names the variable) and what to do, stops the server and exits 1.
 
     python tools/serve.py [--host 127.0.0.1] [--port 5000]     (environment as for coglet)
 """
@@ -20,12 +22,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from asr.preflight import WEIGHTS, check_models, report  # noqa: E402
 
 HINT = (
     "To get the real weights: `make weights` (needs network access to Hugging Face), then "
-    "ASR_MODEL=weights/canary-1b-v2.nemo make serve. To try the service without them: "
-    "the tiny test models (README, The two commands), or ASR_LID_MODEL=none ASR_DIAR_MODEL=none "
-    "with ASR_MODEL=/tmp/tiny.nemo after .venv/bin/python -m asr tiny-model /tmp/tiny.nemo"
+    + " ".join(f"{k}={v}" for k, v in WEIGHTS.items()) + " make serve. "
+    "To try the service without them: the tiny models (README, Quick start)."
 )
 
 
@@ -49,6 +57,10 @@ def main() -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     args = ap.parse_args()
+    problems = check_models()
+    if problems:
+        print(f"error: the service could not start: {report(problems)}", file=sys.stderr, flush=True)
+        return 1
     env = dict(os.environ, PORT=str(args.port))
     # coglet sizes its prediction slots from COG_MAX_CONCURRENCY; the runner's @concurrent(max=...)
     # reads ASR_MAX_CONCURRENCY (asr/settings.py). Keep the two equal.

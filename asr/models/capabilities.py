@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import LanguageError
-from ..languages import ALL_CODES, NAMES, describe, normalise_code
+from ..languages import ALL_CODES, NAMES, describe, normalise_code, pivot_pairs
 
 TIMESTAMP_SOURCES = ("aligner", "tokens", "native", "none")
 
@@ -43,12 +43,27 @@ class Capabilities:
         return self.languages or frozenset(ALL_CODES)
 
     def describe(self) -> str:
-        """One line for messages and logs."""
-        langs = describe(self.languages) if self.languages else "any language (not declared by the checkpoint)"
+        """One short line for messages and logs (at most a few hundred characters): the codes, and
+        the translation pairs as a rule where they follow Canary's. The names and the full lists
+        are in the README and GET /openapi.json."""
+        if not self.languages:
+            langs = "any language (not declared by the checkpoint)"
+        elif len(self.languages) == 1:
+            langs = describe(self.languages)
+        else:
+            langs = f"{len(self.languages)} languages ({' '.join(sorted(self.languages))})"
         if self.picks_language and self.languages:
             langs += "; it detects the language itself"
-        pairs = ", ".join(f"{s}->{t}" for s, t in sorted(self.translation_pairs)) or "none"
-        return f"transcribes {langs}; translation: {pairs}"
+        pairs = self.translation_pairs
+        if not pairs:
+            rule = "none"
+        elif pairs == pivot_pairs(self.languages):
+            rule = "English to each of the others and each of them to English"
+        elif len(pairs) <= 6:
+            rule = ", ".join(f"{s}->{t}" for s, t in sorted(pairs))
+        else:
+            rule = f"{len(pairs)} pairs (listed in the README)"
+        return f"transcribes {langs}; translation: {rule}"
 
     def resolve(self, source_lang: str | None, target_lang: str | None, model_name: str) -> tuple[str, str, str]:
         """(source, target, task) for a request to `model_name`; an omitted target (or the source
@@ -57,7 +72,7 @@ class Capabilities:
         try:
             src = normalise_code(source_lang, "source_lang", accepted)
         except LanguageError as e:
-            raise LanguageError(f"model {model_name}: {e} ({self.describe()})") from e
+            raise LanguageError(f"model {model_name}: {e}") from e
         if target_lang is None or not str(target_lang).strip():
             return src, src, "transcribe"
         tgt = str(target_lang).strip().lower().replace("_", "-")

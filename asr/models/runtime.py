@@ -107,7 +107,7 @@ def quiet_nemo():
         yield
         return
     level = nemo_logging.getEffectiveLevel()
-    nemo_logging.setLevel(logging.WARNING)
+    nemo_logging.setLevel(max(level, logging.WARNING))  # a quieter caller (the CLI) stays quieter
     try:
         yield
     finally:
