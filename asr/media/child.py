@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ASRError, DecoderBug, InputError
 from ..types import SAMPLE_RATE, AudioLimits
-from . import policy
+from . import policy, sniff
 from .protocol import (
     ChildRequest, DecodeRange, ErrorInfo, ErrorKind, Kind, RangePlan, RangeSummary, StreamInfo, write,
 )
@@ -47,19 +47,19 @@ _SAMPLE_DTYPES = {
 _CLIP_LEVEL = 0.999
 
 
-def open_input(path: str, name: str):
-    """Open a local file with FFmpeg, allowing only the file protocol and ACCEPTED_FORMATS."""
+def open_input(path: str, name: str, fix: sniff.LengthFix | None = None):
+    """Open a local file with FFmpeg, allowing only the file protocol and ACCEPTED_FORMATS; a file
+    whose header understates its data (`fix`) is read through a view with the length corrected."""
     import av
     import av.logging
 
-    if not os.path.isfile(path):
-        raise InputError(f"'{name}' is not a readable file")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"'{name}' is empty (0 bytes); send an audio or video file")
     options = {"protocol_whitelist": "file", "format_whitelist": ",".join(policy.ACCEPTED_FORMATS)}
     av.logging.set_level(av.logging.ERROR)  # FFmpeg's own reasons reach Python (and our messages)
     with av.logging.Capture(local=True) as logs:
         try:
+            if fix is not None:
+                return av.open(sniff.PatchedFile(path, fix), mode="r",
+                               container_options={"format_whitelist": options["format_whitelist"]})
             return av.open(path, mode="r", container_options=options)
         except av.error.FFmpegError as e:
             rejected = [fmt for _level, fmt, msg in logs if "not on whitelist" in msg]
@@ -71,6 +71,19 @@ def open_input(path: str, name: str):
             reasons = [msg.strip() for _level, _fmt, msg in logs if msg.strip()]
             reason = "; ".join(dict.fromkeys(reasons[-3:])) or (e.strerror or str(e))
             raise InputError(f"could not read '{name}' as audio: {reason}; accepted: {policy.ACCEPTED_HINT}") from e
+
+
+def check_input(path: str, name: str) -> sniff.Sniffed:
+    """Refuse what is missing, empty or certainly not audio (by its own signature, whatever
+    FFmpeg's probe would guess); say whether a stated data length must be corrected."""
+    if not os.path.isfile(path):
+        raise InputError(f"'{name}' is not a readable file")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"'{name}' is empty (0 bytes); send an audio or video file")
+    found = sniff.sniff(path)
+    if found.not_audio is not None:
+        raise InputError(f"'{name}' is {found.not_audio}, not audio; accepted: {policy.ACCEPTED_HINT}")
+    return found
 
 
 def choose_stream(container, name: str):
@@ -307,6 +320,7 @@ def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
     while True:
         try:
             packet = next(packets)
+            state["packets"] += 1
         except StopIteration:
             break
         except av.error.FFmpegError as e:
@@ -339,7 +353,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
                  limits: AudioLimits, name: str) -> tuple[RangeSummary, float | None]:
     """Decode one range and stream it; `origin_s` None means decode from the start (no seek).
     Also returns the first frame's timestamp (the timeline's zero) when decoding from the start."""
-    state = {"bad": 0, "truncated": False}
+    state = {"bad": 0, "truncated": False, "packets": 0}
     first_pts_s: float | None = None
     seek = origin_s is not None and r.vad_from_sample > 0
     if seek:
@@ -397,6 +411,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
         retire(last=True)
     if out is None:
         out = _RangeOutput(out_fd, r, vad, r.vad_from_sample)
+    policy.check_decodable(name, state["bad"], state["packets"], stream.codec_context.name)
     policy.check_duration(name, out.pos, limits)
     if run is not None:
         nonfinite += run.nonfinite
@@ -412,12 +427,21 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
 
 def run(request: ChildRequest, out_fd: int) -> None:
     name = request.display_name
-    container = open_input(request.path, name)
+    fix = check_input(request.path, name).length_fix
+    container = open_input(request.path, name, fix)
     try:
         stream, index, count = choose_stream(container, name)
         ctx = stream.codec_context
         header_s = container.duration / 1_000_000 if container.duration and container.duration > 0 else None
         seekable = container.format.name in policy.SEEKABLE_FORMATS and header_s is not None
+        if fix is not None:
+            # What the header said (the front end warns that it understated the length); one
+            # sequential range, since only the stated part of the file has a trusted layout.
+            if fix.actual_bytes:
+                header_s = (header_s or 0.0) * fix.stated_bytes / fix.actual_bytes
+            seekable = False
+            log.info("'%s': the header states %d bytes of audio where %d follow; decoding to the end",
+                     name, fix.stated_bytes, fix.actual_bytes)
         info = StreamInfo(container=container.format.name, codec=ctx.name, sample_rate=int(ctx.sample_rate or 0),
                           channels=int(ctx.channels or 0), header_duration_s=header_s, stream_index=index,
                           audio_streams=count, seekable=seekable)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import AudioTooLongError, InputError
 from ..types import SAMPLE_RATE, AudioLimits
-from .protocol import DecodeRange
+from .protocol import DecodeRange, StreamInfo
 
 ACCEPTED_FORMATS: tuple[str, ...] = (
     # audio containers and raw codec streams
@@ -88,6 +88,42 @@ def check_duration(name: str, decoded_samples: int, limits: AudioLimits) -> None
         raise AudioTooLongError(
             f"'{name}' is longer than the {fmt_duration(cap_s)} limit (stopped after decoding "
             f"{fmt_duration(decoded_samples / SAMPLE_RATE)}); split it into parts of at most {fmt_duration(cap_s)}"
+        )
+
+
+STATED_LENGTH_FORMATS: frozenset[str] = frozenset({
+    "wav", "w64", "rf64", "aiff", "caf", "au", "flac", "ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2",
+})
+"""Containers whose header states the audio's length exactly (not an estimate from a bitrate)."""
+ESTIMATED_LENGTH_SLACK = 0.25
+"""Other containers (MP3, ADTS, ...) estimate their length; only a larger gap is worth a warning."""
+
+
+def length_warnings(name: str, info: StreamInfo, decoded_s: float, truncated: bool) -> tuple[str, ...]:
+    """A warning when the file held more audio than its header said (all of it was decoded):
+    the header is wrong, and a player trusting it would stop early."""
+    stated = info.header_duration_s
+    if truncated or stated is None or decoded_s < 1.0:
+        return ()
+    slack = 0.02 if info.container in STATED_LENGTH_FORMATS else ESTIMATED_LENGTH_SLACK
+    if decoded_s <= stated * (1 + slack) + 1.0:
+        return ()
+    return (f"The header of '{name}' understates its length ({fmt_duration(stated)}); all "
+            f"{fmt_duration(decoded_s)} of its audio were decoded.",)
+
+
+UNDECODABLE_MIN_PACKETS = 8
+"""Rejected packets below this never refuse a file: a few damaged packets are skipped with a warning."""
+
+
+def check_decodable(name: str, bad_packets: int, packets: int, codec: str) -> None:
+    """Refuse a file (or time range) where the decoder rejected most of what was read: that is
+    data FFmpeg's probe mistook for audio, or a file damaged beyond use, not audio with a few
+    damaged packets (those are skipped, and the front end warns)."""
+    if bad_packets >= UNDECODABLE_MIN_PACKETS and 2 * bad_packets > packets:
+        raise InputError(
+            f"most of '{name}' could not be decoded ({bad_packets} of {packets} {codec} packets were rejected): "
+            f"it is probably not audio, or damaged beyond use; accepted: {ACCEPTED_HINT}"
         )
 
 
