@@ -5,6 +5,7 @@ Run it with `make serve` (Cog's HTTP server, coglet) or `cog predict -i audio=@s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 import typing
@@ -17,7 +18,7 @@ from asr.errors import ASRError
 from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
 from asr.types import AUTO, SubtitleOptions, TranscribeOptions
-from asr.uploads import display_name, forget_parsed_urls, received_file, with_display_name
+from asr.uploads import display_name, forget_parsed_urls, public_text, received_file, with_display_name
 
 log = logging.getLogger("predict")
 
@@ -160,10 +161,11 @@ class Runner(BaseRunner):
         path = received_file(audio)
         name = display_name(path)
         try:
-            # A URL's file name is quoted in messages like any file name; "the uploaded file" is a
-            # description, which with_display_name puts in place of the temporary name unquoted.
-            shown = None if name.startswith("the ") else name
-            transcript = self.transcriber.transcribe(str(path), options, display_name=shown)
+            # Every message and log line names the file as the user knows it (the URL's name, or
+            # "the uploaded file"), never by Cog's temporary name; public_text unquotes descriptions.
+            transcript = self.transcriber.transcribe(str(path), options, display_name=name)
+            transcript = dataclasses.replace(
+                transcript, warnings=tuple(public_text(w, path, name) for w in transcript.warnings))
         except ASRError as e:
             raise with_display_name(e, path, name)  # a message for the user; no traceback needed
         except Exception:
