@@ -118,7 +118,8 @@ class ModelSet:
             return self._models[want]
         for key, model in self._models.items():
             p = Path(key)
-            if want == p.name or (want.endswith(".nemo") and want[: -len(".nemo")] in (key, p.name)):
+            if (want == p.name or (p.suffix == ".nemo" and want == p.stem)
+                    or (want.endswith(".nemo") and want[: -len(".nemo")] in (key, p.name))):
                 return model
         raise UnknownModelError(f"model '{clip(name)}' is not loaded; loaded: {', '.join(self.short_names)}")
 
