@@ -183,3 +183,56 @@ def test_mostly_undecodable_is_refused(frontend, jfk, tmp_path):
     damaged.write_bytes(bytes(few))
     summary = decode(frontend, damaged)
     assert summary.duration_s > SECONDS - 1.0
+
+
+# ------------------------------------------------------------------------------------------
+# Too long by a truthful header: refused before decoding. Overstating headers: decoded.
+# ------------------------------------------------------------------------------------------
+
+CAP_S = 1800.0
+
+
+@pytest.fixture(scope="module")
+def capped_frontend():
+    from asr.frontend import FrontEnd
+    from asr.types import AudioLimits
+
+    return FrontEnd(limits=AudioLimits(max_duration_s=CAP_S))
+
+
+def test_truthful_long_header_is_refused_before_decoding(capped_frontend, jfk, tmp_path):
+    """35 minutes of MP3 against a 30-minute cap: refused from its header, in well under the
+    time decoding even a tenth of it would take."""
+    import time
+
+    from asr.errors import AudioTooLongError
+    from tests.media import repeat_encoded
+
+    x, rate = jfk
+    one = write_media(tmp_path / "one.mp3", x[:, : 10 * rate], rate, RECIPES["mp3"])
+    long = repeat_encoded(one, 6 * 35, tmp_path / "meeting.mp3")
+    start = time.monotonic()
+    with pytest.raises(AudioTooLongError, match=r"'meeting.mp3' is longer than the 30 min 00 s limit "
+                                                r"\(35 min 0\d s, as its header states; refused before decoding\)"):
+        decode(capped_frontend, long)
+    assert time.monotonic() - start < 5.0
+
+
+@pytest.mark.parametrize("family", ["flac", "wav", "mp3"])
+def test_overstating_header_is_decoded_not_refused(capped_frontend, jfk, tmp_path, family):
+    """A header claiming hours over a few seconds of audio: no frame lies past the cap, so the
+    claim is not believed; the file is decoded (the decoded-sample cap stays the backstop)."""
+    x, rate = jfk
+    recipe = RECIPES[family]
+    path = write_media(tmp_path / f"claim{recipe.suffix}", x[:, : int(SECONDS * rate)], rate, recipe)
+    data = bytearray(path.read_bytes())
+    if family == "flac":
+        data[8 + 13] = (data[8 + 13] & 0xF0) | 0x0F  # total samples: ~68.7 billion
+    elif family == "wav":
+        _set(data, data.index(b"data") + 4, "<I", 0x7FFF0000)
+    else:
+        at = max(data.find(b"Xing"), data.find(b"Info"))
+        _set(data, at + 8, ">I", 10_000_000)  # frames: ~73 hours
+    path.write_bytes(bytes(data))
+    summary = decode(capped_frontend, path)
+    assert summary.duration_s == pytest.approx(SECONDS, abs=0.1)

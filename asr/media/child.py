@@ -340,6 +340,36 @@ def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
         pass
 
 
+def audio_past(path: str, name: str, fix, stream_index: int, at_s: float) -> bool:
+    """Whether the file holds a decodable audio frame at or after `at_s` (its own timestamps):
+    seeks a second copy of the container there, so the one being decoded is not disturbed."""
+    import av
+
+    container = open_input(path, name, fix)
+    try:
+        stream = container.streams.audio[stream_index]
+        target = at_s + 1.0
+        try:
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        except av.error.FFmpegError:
+            return False
+        for n, packet in enumerate(container.demux(stream)):
+            if n >= 50:
+                return False
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            for frame in frames:
+                if frame.pts is not None and frame.samples:
+                    return float(frame.pts * frame.time_base) >= at_s
+        return False
+    except av.error.FFmpegError:
+        return False
+    finally:
+        container.close()
+
+
 def _origin_s(container, stream) -> float:
     """Timestamp of the first decoded sample: the zero of the output timeline."""
     for frame in container.decode(stream):
@@ -446,6 +476,11 @@ def run(request: ChildRequest, out_fd: int) -> None:
                           channels=int(ctx.channels or 0), header_duration_s=header_s, stream_index=index,
                           audio_streams=count, seekable=seekable)
         policy.check_format(name, info.sample_rate, info.channels, request.limits, from_header=True)
+        if request.worker == 0 and fix is None:
+            all_streams = list(container.streams.audio)
+            policy.stated_too_long(
+                name, header_s, container.format.name, os.path.getsize(request.path),
+                lambda at_s: audio_past(request.path, name, None, all_streams.index(stream), at_s), request.limits)
         plan = policy.plan_ranges(header_s, seekable, request.limits.max_duration_s)
         if request.worker == 0:
             write(out_fd, Kind.INFO, info)

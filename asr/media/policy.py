@@ -4,6 +4,7 @@ into independently decodable time ranges, and the checks every decoder child app
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import AudioTooLongError, InputError
@@ -110,6 +111,31 @@ def length_warnings(name: str, info: StreamInfo, decoded_s: float, truncated: bo
         return ()
     return (f"The header of '{name}' understates its length ({fmt_duration(stated)}); all "
             f"{fmt_duration(decoded_s)} of its audio were decoded.",)
+
+
+MIN_ESTIMATED_BITRATE = 8_000
+"""Bits per second below which a stream whose timestamps are estimated from its bitrate (MP3,
+ADTS, ...) cannot really be as long as its header says: its stated length is not trusted."""
+
+
+def stated_too_long(name: str, header_s: float | None, container: str, size_bytes: int,
+                    audio_past_cap: Callable[[float], bool], limits: AudioLimits) -> None:
+    """Refuse, before decoding, a file whose header states a length over the cap when that is
+    backed by evidence: a decodable frame past the cap (found by seeking there) and, for streams
+    whose timestamps are only estimated, a size that can hold that much audio. A header that
+    overstates passes on to decoding, where the decoded-sample cap still holds."""
+    cap_s = limits.max_duration_s
+    limit_s = cap_s + CAP_TOLERANCE_S
+    if not header_s or header_s <= limit_s:
+        return
+    if container not in STATED_LENGTH_FORMATS and size_bytes * 8 / header_s < MIN_ESTIMATED_BITRATE:
+        return
+    if not audio_past_cap(limit_s):
+        return
+    raise AudioTooLongError(
+        f"'{name}' is longer than the {fmt_duration(cap_s)} limit ({fmt_duration(header_s)}, as its header "
+        f"states; refused before decoding); split it into parts of at most {fmt_duration(cap_s)}"
+    )
 
 
 UNDECODABLE_MIN_PACKETS = 8
