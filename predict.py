@@ -64,9 +64,9 @@ class Speaker(TypedDict):
 class Output(TypedDict):
     text: str
     segments: list[Segment]
-    source_lang: str
-    """The language actually used, or "mixed"."""
-    target_lang: str
+    source_lang: Optional[str]
+    """The language actually used, or "mixed"; null when it was detected and nobody spoke."""
+    target_lang: Optional[str]
     task: str
     """"transcribe" or "translate"."""
     duration_s: float

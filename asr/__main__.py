@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from .errors import ASRError
+from .errors import ASRError, InputError
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -60,6 +60,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     if unmapped:
         logging.getLogger(__name__).warning("inputs not used by transcribe: %s", ", ".join(unmapped))
     options = TranscribeOptions(**{k: v for k, v in values.items() if k in opt_fields}, subtitles=subtitles)
+    if not (os.path.isfile(args.audio) and os.access(args.audio, os.R_OK)):  # before seconds of model loading
+        raise InputError(f"'{args.audio}' is not a readable file")
     transcriber = Transcriber.load(args.model, device=args.device, batch_size=args.batch_size,
                                    lid_model=args.lid_model, diar_model=args.diar_model)
     with ProgressDisplay(os.path.basename(args.audio)) as progress:

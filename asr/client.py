@@ -16,12 +16,14 @@ import mimetypes
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ASRError
+from .names import clip
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,18 @@ def post(url: str, body: bytes, retry_s: float, timeout_s: float | None,
             raise ClientError(f"the server's answer from {url} is not JSON: {e}") from e
 
 
+def check_server_url(url: str) -> None:
+    """Refuse a server address urllib would try in some other way (ftp:// waits on a data
+    connection with no output) before anything is read or sent."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError(f"--url {clip(url)!r} is not an http(s) address of the server; "
+                          f"give one like {ClientOptions.url}")
+
+
 def predict(file: str, inputs: dict, options: ClientOptions = ClientOptions()) -> dict:
     """Run one prediction and return its output (the service's JSON contract)."""
+    check_server_url(options.url)
     body = request_body(file, inputs, options.max_body_bytes)
     name = file if is_url(file) else os.path.basename(file)
     log.info("sending %s (%.1f MB request) to %s", name, len(body) / 1e6, options.url)

@@ -199,8 +199,11 @@ class Transcriber:
         if plan.source is not None:
             source, target, task = plan.source, plan.target, plan.task
         else:
-            source = languages[0] if len(languages) == 1 else (MIXED if languages else AUTO)
+            # No speech: no language was detected, and "auto" (a request value) is not an answer.
+            source = languages[0] if len(languages) == 1 else (MIXED if languages else None)
             target = plan.target or source
+            if not languages:
+                warnings += ("No speech was found, so no language was detected.",)
             task = "translate" if any(p.task == "translate" for p in pieces) else "transcribe"
         timings.total_s = time.perf_counter() - start
         transcript = Transcript(

@@ -350,8 +350,9 @@ class SpeakerActivity:
 class Transcript:
     text: str
     segments: tuple[Segment, ...]
-    source_lang: str
-    target_lang: str
+    source_lang: str | None
+    """None when source_lang was auto and nothing was spoken (no language was detected)."""
+    target_lang: str | None
     task: str
     """"transcribe" or "translate"."""
     duration_s: float
