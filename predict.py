@@ -13,10 +13,11 @@ from typing import NotRequired, Optional, TypedDict
 
 from cog import BaseRunner, Input, Path, current_scope
 
-from asr import formats, health
+from asr import formats, health, settings
 from asr.errors import ASRError
 from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
+from asr.sweeper import Sweeper, SweepOptions, use_private_tempdir
 from asr.types import AUTO, SubtitleOptions, TranscribeOptions
 from asr.uploads import display_name, forget_parsed_urls, public_text, received_file, with_display_name
 
@@ -98,6 +99,10 @@ class Runner(BaseRunner):
         """Load every model once: $ASR_MODEL (comma-separated Hugging Face names or .nemo paths),
         the language identifier $ASR_LID_MODEL and the diarizer $ASR_DIAR_MODEL (`none`: off)."""
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        # Cog's downloads land in a folder of the service's own, swept of what cancelled and
+        # failed downloads leave (coglet 0.23.1 never removes them); see asr/sweeper.py.
+        self.sweeper = Sweeper(SweepOptions(use_private_tempdir(), stale_s=settings.sweep_stale_s(),
+                                            interval_s=settings.sweep_interval_s())).start()
         self.transcriber = Transcriber.load()
         health.mark(running=False)
 
@@ -160,6 +165,10 @@ class Runner(BaseRunner):
     def _run(self, audio, options: TranscribeOptions) -> Output:
         path = received_file(audio)
         name = display_name(path)
+        with self.sweeper.owning(path):
+            return self._transcribe(path, name, options)
+
+    def _transcribe(self, path, name: str, options: TranscribeOptions) -> Output:
         try:
             # Every message and log line names the file as the user knows it (the URL's name, or
             # "the uploaded file"), never by Cog's temporary name; public_text unquotes descriptions.

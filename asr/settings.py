@@ -109,3 +109,14 @@ def fault_injection() -> bool:
 def activity_file() -> Path:
     """ASR_ACTIVITY_FILE: where the worker records when predictions start and end."""
     return Path(text("ASR_ACTIVITY_FILE", DEFAULT_ACTIVITY_FILE))
+
+
+def sweep_stale_s() -> float:
+    """ASR_SWEEP_STALE_S: how long an unowned download or coglet's empty prediction folder must
+    have been unchanged before the sweeper removes it (asr.sweeper)."""
+    return number("ASR_SWEEP_STALE_S", 60.0)
+
+
+def sweep_interval_s() -> float:
+    """ASR_SWEEP_INTERVAL_S: seconds between sweeps of the service's temp folder."""
+    return number("ASR_SWEEP_INTERVAL_S", 30.0)
