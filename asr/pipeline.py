@@ -192,7 +192,8 @@ class Transcriber:
         speakers = None
         if options.diarize:
             t = time.perf_counter()
-            segments, speakers = self._speakers(segments, summary.audio, options)
+            spans = [(sp.start_s, sp.end_s) for p in pieces for sp in p.chunk.spans]  # the VAD's speech
+            segments, speakers = self._speakers(segments, summary.audio, options, spans)
             timings.diarize_s = time.perf_counter() - t
         warnings = summary.warnings + (routing.warnings if routing is not None else ())
         languages = tuple(dict.fromkeys(p.source for p in pieces))
@@ -308,13 +309,14 @@ class Transcriber:
                                   for i, r in zip(idx, out, strict=True))
         return pieces, routing
 
-    def _speakers(self, segments: list[Segment], audio, options: TranscribeOptions):
+    def _speakers(self, segments: list[Segment], audio, options: TranscribeOptions,
+                  spans: Sequence[tuple[float, float]] | None = None):
         from .post.speakers import assign_speakers
 
         if audio is None or audio.size == 0 or not segments:
             return segments, ()
         activity = self.diarizer.diarize(audio)
-        result = assign_speakers(segments, activity, options.subtitles)
+        result = assign_speakers(segments, activity, options.subtitles, speech_spans=spans)
         return list(_relabel_languages(result.segments, segments)), result.speakers
 
 

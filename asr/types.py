@@ -310,7 +310,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Speaker:
-    """One diarized speaker's summary: total speaking time (sum of its segments) and segments."""
+    """One diarized speaker's summary: the speech it dominates (from the diarizer's frames within
+    the VAD's speech, so the same with or without timestamps) and its number of segments."""
 
     speaker: str
     speech_s: float
