@@ -186,13 +186,12 @@ def _caf_fix(f, size: int) -> LengthFix | None:
             if length < 0 or length >= rest:
                 return None
             end = pos + 12 + length
-            if size - end >= 12:
-                f.seek(end)
-                nxt = f.read(12)
-                if all(32 <= b < 127 for b in nxt[:4]) and end + 12 + struct.unpack(">q", nxt[4:])[0] <= size:
-                    return None
-            elif size - end < 12:
-                return None
+            if size - end < 12:
+                return None  # only padding (or nothing) after the data
+            f.seek(end)
+            nxt = f.read(12)
+            if all(32 <= b < 127 for b in nxt[:4]) and end + 12 + struct.unpack(">q", nxt[4:])[0] <= size:
+                return None  # another chunk follows: the length was right
             return LengthFix(pos + 4, struct.pack(">q", -1), length, rest)
         if length < 0:
             return None
