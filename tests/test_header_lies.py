@@ -236,3 +236,26 @@ def test_overstating_header_is_decoded_not_refused(capped_frontend, jfk, tmp_pat
     path.write_bytes(bytes(data))
     summary = decode(capped_frontend, path)
     assert summary.duration_s == pytest.approx(SECONDS, abs=0.1)
+
+
+def test_mostly_undecodable_mp3_is_refused(frontend, jfk, tmp_path):
+    """An MP3 demuxer skips unreadable bytes silently (it looks for the next frame header), so
+    there the measure is the share of bytes that decoded as frames: 85 % garbage is refused,
+    two short damaged bursts are skipped with a warning."""
+    x, rate = jfk
+    path = write_media(tmp_path / "good.mp3", x[:, : int(SECONDS * rate)], rate, RECIPES["mp3"])
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    a, b = int(len(data) * 0.1), int(len(data) * 0.95)
+    ruined = tmp_path / "ruined.mp3"
+    ruined.write_bytes(bytes(data[:a] + rng.bytes(b - a) + data[b:]))
+    with pytest.raises(InputError, match=r"most of 'ruined.mp3' could not be decoded \(only \d+ % of the"):
+        decode(frontend, ruined)
+    for k in (0.3, 0.6):
+        at = int(len(data) * k)
+        data[at : at + 300] = rng.bytes(300)
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(bytes(data))
+    summary = decode(frontend, damaged)
+    assert summary.duration_s > SECONDS - 0.5
+    assert any("damaged packet" in w for w in summary.warnings), summary.warnings

@@ -321,6 +321,10 @@ def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
         try:
             packet = next(packets)
             state["packets"] += 1
+            if packet.pos is not None and packet.pos >= 0:
+                if state["first_pos"] is None:
+                    state["first_pos"] = packet.pos
+                state["end_pos"] = packet.pos + packet.size
         except StopIteration:
             break
         except av.error.FFmpegError as e:
@@ -330,6 +334,7 @@ def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
             break
         try:
             yield from packet.decode()
+            state["good_bytes"] += packet.size
         except av.error.FFmpegError as e:
             state["bad"] += 1
             if state["bad"] <= 3:
@@ -383,7 +388,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
                  limits: AudioLimits, name: str) -> tuple[RangeSummary, float | None]:
     """Decode one range and stream it; `origin_s` None means decode from the start (no seek).
     Also returns the first frame's timestamp (the timeline's zero) when decoding from the start."""
-    state = {"bad": 0, "truncated": False, "packets": 0}
+    state = {"bad": 0, "truncated": False, "packets": 0, "good_bytes": 0, "first_pos": None, "end_pos": None}
     first_pts_s: float | None = None
     seek = origin_s is not None and r.vad_from_sample > 0
     if seek:
@@ -442,6 +447,8 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
     if out is None:
         out = _RangeOutput(out_fd, r, vad, r.vad_from_sample)
     policy.check_decodable(name, state["bad"], state["packets"], stream.codec_context.name)
+    if state["first_pos"] is not None and state["end_pos"] is not None:
+        policy.check_coverage(name, container.format.name, state["good_bytes"], state["end_pos"] - state["first_pos"])
     policy.check_duration(name, out.pos, limits)
     if run is not None:
         nonfinite += run.nonfinite

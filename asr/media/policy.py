@@ -153,6 +153,26 @@ def check_decodable(name: str, bad_packets: int, packets: int, codec: str) -> No
         )
 
 
+RAW_STREAM_FORMATS: frozenset[str] = frozenset({"mp3", "aac", "loas", "ac3", "eac3", "dts", "amr", "amrnb", "amrwb"})
+"""Bare codec streams: their demuxer skips bytes it cannot read as frames without a word (it
+resyncs on the next frame header), so damage shows as bytes never decoded, not rejected packets."""
+MIN_COVERED_FRACTION = 0.5
+COVERAGE_MIN_BYTES = 64 * 1024
+
+
+def check_coverage(name: str, container: str, decoded_bytes: int, span_bytes: int) -> None:
+    """Refuse a bare codec stream of which less than half the bytes read (from its first frame
+    to its last) were frames that decoded: data that only here and there resembles audio."""
+    if container not in RAW_STREAM_FORMATS or span_bytes < COVERAGE_MIN_BYTES:
+        return
+    if decoded_bytes < MIN_COVERED_FRACTION * span_bytes:
+        raise InputError(
+            f"most of '{name}' could not be decoded (only {100 * decoded_bytes / span_bytes:.0f} % of the "
+            f"{span_bytes} bytes read were {container} frames that decoded): it is probably not audio, or "
+            f"damaged beyond use; accepted: {ACCEPTED_HINT}"
+        )
+
+
 def worker_count(path: str | os.PathLike, requested: int | None) -> int:
     """How many decoder children to start for one file: the cores asked for (default: all this
     process may use), but no more than the file's size makes worthwhile."""
