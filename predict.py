@@ -19,8 +19,9 @@ from asr import formats, health, settings
 from asr.errors import ASRError
 from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
+from asr.sweeper import Sweeper, SweepOptions, use_private_tempdir
 from asr.types import AUTO, SubtitleOptions, TranscribeOptions
-from asr.uploads import display_name, forget_parsed_urls, received_file, with_display_name, with_display_names
+from asr.uploads import display_name, forget_parsed_urls, public_text, received_file, with_display_name
 
 log = logging.getLogger("predict")
 
@@ -67,9 +68,9 @@ class Speaker(TypedDict):
 class Output(TypedDict):
     text: str
     segments: list[Segment]
-    source_lang: str
-    """The language actually used, or "mixed"."""
-    target_lang: str
+    source_lang: Optional[str]
+    """The language actually used, or "mixed"; null when it was detected and nobody spoke."""
+    target_lang: Optional[str]
     task: str
     """"transcribe" or "translate"."""
     duration_s: float
@@ -101,6 +102,10 @@ class Runner(BaseRunner):
         """Load every model once: $ASR_MODEL (comma-separated Hugging Face names or .nemo paths),
         the language identifier $ASR_LID_MODEL and the diarizer $ASR_DIAR_MODEL (`none`: off)."""
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        # Cog's downloads land in a folder of the service's own, swept of what cancelled and
+        # failed downloads leave (coglet 0.23.1 never removes them); see asr/sweeper.py.
+        self.sweeper = Sweeper(SweepOptions(use_private_tempdir(), stale_s=settings.sweep_stale_s(),
+                                            interval_s=settings.sweep_interval_s())).start()
         self.transcriber = Transcriber.load()
         self._running = 0
         self._running_lock = threading.Lock()
@@ -191,14 +196,19 @@ class Runner(BaseRunner):
     def _run(self, audio, options: TranscribeOptions, cancel: threading.Event):
         path = received_file(audio)
         name = display_name(path)
+        with self.sweeper.owning(path):
+            return self._transcribe(path, name, options, cancel)
+
+    def _transcribe(self, path, name: str, options: TranscribeOptions, cancel: threading.Event):
         try:
-            # A URL's file name is quoted in messages like any file name; "the uploaded file" is a
-            # description, which with_display_name puts in place of the temporary name unquoted.
-            shown = None if name.startswith("the ") else name
-            transcript = self.transcriber.transcribe(str(path), options, display_name=shown, cancel=cancel)
+            # Every message and log line names the file as the user knows it (the URL's name, or
+            # "the uploaded file"), never by Cog's temporary name; public_text unquotes descriptions.
+            transcript = self.transcriber.transcribe(str(path), options, display_name=name, cancel=cancel)
+            transcript = dataclasses.replace(
+                transcript, warnings=tuple(public_text(w, path, name) for w in transcript.warnings))
         except ASRError as e:
             raise with_display_name(e, path, name)  # a message for the user; no traceback needed
         except Exception:
             traceback.print_exc()  # Cog reports only the message; keep the trace in the server log
             raise
-        return dataclasses.replace(transcript, warnings=with_display_names(transcript.warnings, path, name))
+        return transcript

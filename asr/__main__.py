@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from .errors import ASRError
+from .errors import ASRError, InputError
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -61,6 +61,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     if unmapped:
         logging.getLogger(__name__).warning("inputs not used by transcribe: %s", ", ".join(unmapped))
     options = TranscribeOptions(**{k: v for k, v in values.items() if k in opt_fields}, subtitles=subtitles)
+    if not (os.path.isfile(args.audio) and os.access(args.audio, os.R_OK)):  # before seconds of model loading
+        raise InputError(f"'{args.audio}' is not a readable file")
     if not args.verbose:
         quiet_third_party()
     # Only what this request needs: one ASR model, the identifier only for source_lang auto, the

@@ -17,12 +17,14 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ASRError
+from .names import clip
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +149,18 @@ def local_name(text: str, file: str) -> str:
         return text
     return re.sub(r"'?\b[Tt]he uploaded file\b'?", repr(os.path.basename(file)), text)
 
+def check_server_url(url: str) -> None:
+    """Refuse a server address urllib would try in some other way (ftp:// waits on a data
+    connection with no output) before anything is read or sent."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError(f"--url {clip(url)!r} is not an http(s) address of the server; "
+                          f"give one like {ClientOptions.url}")
+
 
 def predict(file: str, inputs: dict, options: ClientOptions = ClientOptions()) -> dict:
     """Run one prediction and return its output (the service's JSON contract)."""
+    check_server_url(options.url)
     body = request_body(file, inputs, options.max_body_bytes)
     name = file if is_url(file) else os.path.basename(file)
     log.info("sending %s (%.1f MB request) to %s", name, len(body) / 1e6, options.url)

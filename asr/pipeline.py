@@ -209,7 +209,8 @@ class Transcriber:
             speakers = None
             if options.diarize:
                 t = time.perf_counter()
-                segments, speakers = self._speakers(session, segments, summary.audio, options)
+                spans = [(sp.start_s, sp.end_s) for p in pieces for sp in p.chunk.spans]  # the VAD's speech
+                segments, speakers = self._speakers(session, segments, summary.audio, options, spans)
                 timings.diarize_s = time.perf_counter() - t
             stats = session.stats
             timings.model_s, timings.batches, timings.wait_s = stats.model_s, stats.batches, stats.idle_s
@@ -218,8 +219,11 @@ class Transcriber:
         if plan.source is not None:
             source, target, task = plan.source, plan.target, plan.task
         else:
-            source = languages[0] if len(languages) == 1 else (MIXED if languages else AUTO)
+            # No speech: no language was detected, and "auto" (a request value) is not an answer.
+            source = languages[0] if len(languages) == 1 else (MIXED if languages else None)
             target = plan.target or source
+            if not languages:
+                warnings += ("No speech was found, so no language was detected.",)
             task = "translate" if any(p.task == "translate" for p in pieces) else "transcribe"
         timings.total_s = time.perf_counter() - start
         transcript = Transcript(
@@ -315,13 +319,14 @@ class Transcriber:
                   for i, (c, r) in enumerate(zip(chunks, results, strict=True))]
         return pieces, routing
 
-    def _speakers(self, session: Session, segments: list[Segment], audio, options: TranscribeOptions):
+    def _speakers(self, session: Session, segments: list[Segment], audio, options: TranscribeOptions,
+                  spans: Sequence[tuple[float, float]] | None = None):
         from .post.speakers import assign_speakers
 
         if audio is None or audio.size == 0 or not segments:
             return segments, ()
         activity = session.wait([session.call(functools.partial(self.diarizer.diarize, audio))])[0]
-        result = assign_speakers(segments, activity, options.subtitles)
+        result = assign_speakers(segments, activity, options.subtitles, speech_spans=spans)
         return list(_relabel_languages(result.segments, segments)), result.speakers
 
 

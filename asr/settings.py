@@ -146,3 +146,13 @@ def max_concurrency() -> int:
     """ASR_MAX_CONCURRENCY (or coglet's own COG_MAX_CONCURRENCY): predictions one worker accepts
     at once (their chunks share batches)."""
     return whole("ASR_MAX_CONCURRENCY", whole("COG_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, minimum=1), minimum=1)
+
+def sweep_stale_s() -> float:
+    """ASR_SWEEP_STALE_S: how long an unowned download or coglet's empty prediction folder must
+    have been unchanged before the sweeper removes it (asr.sweeper)."""
+    return number("ASR_SWEEP_STALE_S", 60.0)
+
+
+def sweep_interval_s() -> float:
+    """ASR_SWEEP_INTERVAL_S: seconds between sweeps of the service's temp folder."""
+    return number("ASR_SWEEP_INTERVAL_S", 30.0)

@@ -310,7 +310,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Speaker:
-    """One diarized speaker's summary: total speaking time (sum of its segments) and segments."""
+    """One diarized speaker's summary: the speech it dominates (from the diarizer's frames within
+    the VAD's speech, so the same with or without timestamps) and its number of segments."""
 
     speaker: str
     speech_s: float
@@ -350,8 +351,9 @@ class SpeakerActivity:
 class Transcript:
     text: str
     segments: tuple[Segment, ...]
-    source_lang: str
-    target_lang: str
+    source_lang: str | None
+    """None when source_lang was auto and nothing was spoken (no language was detected)."""
+    target_lang: str | None
     task: str
     """"transcribe" or "translate"."""
     duration_s: float

@@ -58,15 +58,31 @@ def display_name(path: str | pathlib.Path) -> str:
     return original
 
 
+DESCRIPTIONS = ("the uploaded file", "the downloaded file")
+"""Names display_name gives where the user's own name for the file is unknown: shown unquoted."""
+
+
+def public_text(text: str, path: pathlib.Path, name: str) -> str:
+    """`text` (an error or a warning) as the user should read it: Cog's temporary name and path
+    replaced by `name`, and a description ("the uploaded file") unquoted, with a capital letter
+    where it starts the sentence. A file name stays quoted, even one starting "the "."""
+    temp = path.name
+    shown = name if name in DESCRIPTIONS else f"'{name}'"
+    text = text.replace(f"'{path}'", shown).replace(f"'{temp}'", shown)
+    text = text.replace(str(path), name).replace(temp, name)
+    for description in DESCRIPTIONS:
+        text = text.replace(f"'{description}'", description)
+        if text.startswith(description):
+            text = description[0].upper() + text[1:]
+    return text
+
+
 def with_display_name(error: ASRError, path: pathlib.Path, name: str) -> ASRError:
     """`error` with Cog's temporary file name replaced by `name` (in place: type, chain and
-    traceback stay). Messages quote file names ('x.mp3'); a description is not quoted."""
+    traceback stay); see public_text."""
     if len(error.args) != 1 or not isinstance(error.args[0], str):
         return error
-    temp = path.name
-    shown = name if name.startswith("the ") else f"'{name}'"
-    text = error.args[0].replace(f"'{path}'", shown).replace(f"'{temp}'", shown)
-    error.args = (text.replace(str(path), name).replace(temp, name),)
+    error.args = (public_text(error.args[0], path, name),)
     return error
 
 

@@ -130,7 +130,7 @@ def server(tiny_model, tiny_parakeet, tiny_ctc, tmp_path_factory):
     tmpdir = base / "tmp"
     tmpdir.mkdir()
     env = {"ASR_FAULT_INJECTION": "1", "ASR_DECODE_TIMEOUT_S": "20", "ASR_MAX_DURATION_S": "1800",
-           "TMPDIR": str(tmpdir)}
+           "TMPDIR": str(tmpdir), "ASR_SWEEP_STALE_S": "3", "ASR_SWEEP_INTERVAL_S": "1"}
     srv = start_server(f"{tiny_model},{tiny_parakeet},{tiny_ctc}", base / "server.log", env=env)
     srv.tmpdir = tmpdir
     assert srv.health() == "READY", srv.log()[-3000:]

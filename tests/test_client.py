@@ -70,6 +70,24 @@ def test_warnings_go_to_stderr_naming_the_local_file(server, tmp_path, speech_16
     assert warnings == ["warning: Channel 2 of 'interview.wav' was left out of the downmix where it is silent."], r.stderr
     assert r.stdout.strip() and "warning" not in r.stdout
 
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:1/", "file:///tmp", "127.0.0.1:5000", "http://"])
+def test_a_server_url_that_is_not_http_fails_at_once(url):
+    """ftp:// used to hang with no output (urllib waits on an FTP data connection)."""
+    r = run_client(str(SAMPLE), "--url", url, timeout=20)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert "is not an http(s) address of the server" in r.stderr and "http://127.0.0.1:5000" in r.stderr, r.stderr
+
+
+def test_transcribe_a_missing_file_fails_before_loading_models():
+    """No model is loaded for a file that is not there (loading took 16 s before the error)."""
+    import time
+
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "asr", "transcribe", "/nonexistent.wav"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "'/nonexistent.wav' is not a readable file" in r.stderr, r.stderr
+    assert "loaded" not in r.stderr and time.monotonic() - start < 10
+
 
 def test_too_large_is_refused_before_sending(tmp_path):
     # Nothing listens on this port: a request would fail with "cannot reach", not this message.

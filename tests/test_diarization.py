@@ -70,3 +70,26 @@ def test_without_the_diarizer_diarize_is_a_clear_error(transcriber):
     with pytest.raises(InputError, match="ASR_DIAR_MODEL=none"):
         off.check(TranscribeOptions(source_lang="en", diarize=True))
     assert off.check(TranscribeOptions(source_lang="en")).source == "en"
+
+
+def test_speakers_the_same_without_timestamps_and_with_translation(transcriber, two_voices):
+    """timestamps off (one segment per chunk) and en->de (segments without words) used to give
+    one speaker with more speech than the file; now all three give the same speakers and
+    speaking time (within 2 %), each within the file's speech."""
+    runs = {
+        "timestamps": TranscribeOptions(source_lang="en", diarize=True),
+        "no timestamps": TranscribeOptions(source_lang="en", diarize=True, timestamps=False),
+        "translation": TranscribeOptions(source_lang="en", target_lang="de", diarize=True),
+    }
+    results = {k: transcriber.transcribe(two_voices, o) for k, o in runs.items()}
+    reference = {s.speaker: s.speech_s for s in results["timestamps"].speakers}
+    assert set(reference) == {"SPEAKER_1", "SPEAKER_2"}, reference
+    for key, t in results.items():
+        got = {s.speaker: s.speech_s for s in t.speakers}
+        assert set(got) == set(reference), (key, got)
+        for name, seconds in got.items():
+            assert seconds == pytest.approx(reference[name], rel=0.02), (key, name, seconds, reference[name])
+            assert 0 < seconds <= t.speech_s
+        assert sum(got.values()) <= t.speech_s + 1e-6, (key, got, t.speech_s)
+        assert {s.speaker for s in t.segments} <= set(got)
+    assert {s.speaker for s in results["translation"].segments} == {"SPEAKER_1", "SPEAKER_2"}

@@ -147,6 +147,16 @@ def lying_wav(path: Path, ctx) -> Path:
     return wav_bytes(path, bytes(raw))
 
 
+def understated_wav(path: Path, ctx) -> Path:
+    """8 s of speech whose data chunk says 32,000 bytes (0.36 s at 44.1 kHz)."""
+    x, _ = speech(ctx, 8)
+    write_pcm16_wav(path, x.mean(axis=0), 44_100)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data")
+    raw[at + 4 : at + 8] = (32_000).to_bytes(4, "little")
+    return wav_bytes(path, bytes(raw))
+
+
 def many_channels(path: Path, ctx, n: int) -> Path:
     x, rate = speech(ctx, 3)
     mono = x.mean(axis=0)
@@ -185,7 +195,9 @@ def hls(path: Path, ctx, target: str) -> Path:
 
 CASES = [
     Case("empty", lambda p, c: wav_bytes(p / "empty.wav", b""), "failed", "empty"),
-    Case("text", lambda p, c: wav_bytes(p / "notes.mp3", b"Meeting notes: bring coffee.\n" * 50), "failed", "could not read"),
+    Case("text", lambda p, c: wav_bytes(p / "notes.mp3", b"Meeting notes: bring coffee.\n" * 50), "failed", "is a text file, not audio"),
+    Case("html-page", lambda p, c: wav_bytes(p / "login.mp3", b"<!doctype html><html><body><form>" + b"<input>" * 90 + b"</form>"),
+         "failed", "is an HTML page, not audio"),
     Case("random-bytes", lambda p, c: wav_bytes(p / "noise.flac", np.random.default_rng(0).bytes(80_000)), "failed", "accepted:"),
     Case("truncated-header", lambda p, c: truncated(p / "head.m4a", c, 40), "failed", "could not read"),
     Case("truncated-data", lambda p, c: truncated(p / "half.mp3", c, 0.5), "succeeded", TINY_PHRASE,
@@ -222,7 +234,9 @@ CASES = [
                                                 b"t=0 0\nm=audio 5004 RTP/AVP 0\n"), "failed", "accepted"),
     Case("png-as-mp3", lambda p, c: png(p / "cover.mp3", c), "failed", "a PNG image"),
     Case("jpeg-as-m4a", lambda p, c: jpeg(p / "photo.m4a", c), "failed", "accepted"),
-    Case("zip-as-wav", lambda p, c: zip_archive(p / "bundle.wav", c), "failed", "could not read"),
+    Case("zip-as-wav", lambda p, c: zip_archive(p / "bundle.wav", c), "failed", "is a ZIP archive, not audio"),
+    Case("wav-data-size-understated", lambda p, c: understated_wav(p / "short.wav", c), "succeeded", TINY_PHRASE,
+         lambda out: (_between(out["duration_s"], 7.9, 8.1), warned(out, "understates its length"))),
     Case("lying-wav-header", lambda p, c: lying_wav(p / "lie.wav", c), "succeeded", TINY_PHRASE,
          lambda out: _between(out["duration_s"], 3.9, 4.1)),
     Case("decoder-crash", lambda p, c: wav_bytes(p / "crash.wav", b"ASR-FAULT:crash\n"), "failed", "crashed (SIGSEGV)"),

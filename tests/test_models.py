@@ -56,7 +56,7 @@ def test_each_family_transcribes_on_the_original_timeline(server, speech60, tiny
                                   source_lang="hi" if kind is tiny_ctc_kind else "en")
     assert body["status"] == "succeeded", body
     out = body["output"]
-    assert out["model"] == str(model_path)
+    assert out["model"] == model_path.stem  # the file's name: never the server's path
     # every chunk's words, in time order: a result attached to the wrong chunk changes the text
     assert out["text"].split() == [w for words in per_chunk for w in words]
     words = [w for s in out["segments"] for w in s["words"]]
@@ -84,8 +84,8 @@ def test_model_input_switches_models(server, shared_audio, tiny_model, tiny_para
     _, default = server.predict(audio=uri)
     _, parakeet = server.predict(audio=uri, model=tiny_parakeet.name)  # the file name works too
     _, canary = server.predict(audio=uri, model=tiny_model.stem, target_lang="de")
-    assert default["output"]["model"] == str(tiny_model) and default["output"]["text"] == TINY_PHRASE
-    assert parakeet["output"]["model"] == str(tiny_parakeet)
+    assert default["output"]["model"] == tiny_model.stem and default["output"]["text"] == TINY_PHRASE
+    assert parakeet["output"]["model"] == tiny_parakeet.stem
     assert parakeet["output"]["text"].startswith("one two three")
     assert canary["output"]["task"] == "translate"
     assert server.ready()
@@ -145,3 +145,19 @@ def test_model_set_lookup():
     assert models.get("x").name == "nvidia/x"  # the name without the organisation
     with pytest.raises(UnknownModelError, match="loaded: tiny-canary, nvidia/x"):
         models.get("y")
+
+
+def test_no_server_path_in_outputs_or_model_errors(server, shared_audio, tiny_model):
+    """`model` in the output and every model refusal use public names (here the checkpoints'
+    file names); a 5,000-character unknown name is echoed cut, not whole."""
+    from tests.service import ROOT
+
+    uri = data_uri(shared_audio / "jfk.flac", "audio/flac")
+    _, ok = server.predict(audio=uri, source_lang="en")
+    assert ok["output"]["model"] == tiny_model.stem
+    _, long = server.predict(audio=uri, model="m" * 5000)
+    assert long["status"] == "failed" and len(long["error"]) < 600, len(long["error"])
+    assert "m" * 99 + "…" in long["error"] and tiny_model.stem in long["error"]
+    _, pair = server.predict(audio=uri, model=tiny_model.stem, source_lang="de", target_lang="fr")
+    for text in (str(ok["output"]), long["error"], pair["error"]):
+        assert str(ROOT) not in text and ".cache/" not in text and ".nemo" not in text, text

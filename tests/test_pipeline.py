@@ -27,7 +27,7 @@ def test_jfk_transcription(transcriber, shared_audio):
     assert (t.task, t.source_lang, t.target_lang) == ("transcribe", "en", "en")
     assert t.duration_s == pytest.approx(11.0, abs=0.01)
     assert 8 < t.speech_s < 10.5
-    assert t.model.endswith(".nemo")
+    assert t.model.startswith("tiny-canary-") and "/" not in t.model  # the file's name, not its path
     check_timeline(t)
     words = [w.text for s in t.segments for w in s.words]
     assert words == TINY_PHRASE.split()
@@ -65,6 +65,16 @@ def test_silence_gives_an_empty_transcript(transcriber, tmp_path):
     t = transcriber.transcribe(path, TranscribeOptions(source_lang="fr"))
     assert t.text == "" and t.segments == () and t.speech_s == 0.0
     assert t.duration_s == pytest.approx(4.0)
+
+
+def test_no_speech_with_auto_reports_no_language(transcriber, tmp_path):
+    """Nothing spoken and nothing detected: source_lang is null (not the request's "auto")."""
+    path = write_pcm16_wav(tmp_path / "quiet.wav", np.zeros(SAMPLE_RATE * 3), SAMPLE_RATE)
+    t = transcriber.transcribe(path, TranscribeOptions())
+    assert (t.source_lang, t.target_lang, t.text) == (None, None, "")
+    assert "No speech was found, so no language was detected." in t.warnings
+    t = transcriber.transcribe(path, TranscribeOptions(target_lang="de"))
+    assert (t.source_lang, t.target_lang) == (None, "de")
 
 
 def test_bad_pair_fails_before_reading_the_file(transcriber, tmp_path):

@@ -67,8 +67,39 @@ def test_errors_name_the_users_file_not_cogs_temporary_one(server, www):
     status, body = server.predict(audio=data_uri(PNG, "audio/mpeg"),
                                   source_lang="en")
     error = body["error"]
-    assert "the uploaded file is a PNG image" in error and "file.mp3" not in error, error
+    assert "the uploaded file is a png image" in error.lower() and "file.mp3" not in error, error
     assert not re.search(r"tmp\w{8}", error), error
+
+
+TEMP_NAME = re.compile(r"tmp[a-z0-9_]{8}")
+"""tempfile's names, as Cog gives its downloads (tmpvefkz7hvfile.bin)."""
+
+
+def test_warnings_and_log_lines_never_name_a_temporary_file(server, jfk, tmp_path, www):
+    """Warnings (a dead channel, clipping) for a data URI say "the uploaded file"; for a URL, its
+    name, quoted even where it starts with "the "; nothing in the output or the server's log
+    names Cog's temporary file."""
+    import numpy as np
+
+    x, rate = jfk
+    left = np.clip(x[0, : 6 * rate] * 40, -1, 1)  # clipped speech on one channel, the other dead
+    path = write_media(tmp_path / "w.wav", np.stack([left, np.zeros_like(left)]), rate, RECIPES["wav"])
+    log_start = len(server.log())
+    status, body = server.predict(audio=data_uri(path.read_bytes()), source_lang="en")
+    assert body["status"] == "succeeded", body
+    warnings = body["output"]["warnings"]
+    assert any(w.startswith("Channel 2 of the uploaded file was left out") for w in warnings), warnings
+    assert any(w.startswith("The uploaded file is clipped") for w in warnings), warnings
+    assert not TEMP_NAME.search(json.dumps(body["output"])), warnings
+
+    root, base = www
+    (root / "the thing.png").write_bytes(PNG)
+    status, body = server.predict(audio=f"{base}/the%20thing.png", source_lang="en")
+    assert body["status"] == "failed" and "'the thing.png' is a PNG image" in body["error"], body
+    time.sleep(0.5)
+    log = server.log()[log_start:]
+    assert "the uploaded file" in log, log[-2000:]
+    assert not TEMP_NAME.search(log), TEMP_NAME.search(log)
 
 
 def test_target_lang_null_means_transcribe(server, shared_audio):

@@ -100,7 +100,7 @@ def test_undecodable_upload_fails_and_the_server_keeps_serving(server, shared_au
     junk = "data:audio/mpeg;base64," + base64.b64encode(b"definitely not an mp3 " * 100).decode()
     status, body = server.predict(audio=junk, source_lang="en")
     assert body["status"] == "failed"
-    assert "could not read" in body["error"] and "accepted:" in body["error"]
+    assert "is a text file, not audio" in body["error"] and "accepted:" in body["error"]
     assert "Traceback" not in body["error"]
     assert server.ready()
 

@@ -45,7 +45,8 @@ def test_two_speakers_alternating_are_numbered_by_first_appearance():
     act = activity(6.0, [(0.0, 2.0, 2), (2.0, 4.0, 0), (4.0, 6.0, 2)])
     ws = words([(0.2, 0.6, "Hello"), (0.7, 1.5, "there."), (2.2, 2.8, "Hi,"), (2.9, 3.6, "you."),
                 (4.1, 4.5, "Bye"), (4.6, 5.5, "now.")])
-    r = assign_speakers([seg_of(ws[:2]), seg_of(ws[2:4]), seg_of(ws[4:])], act)
+    speech = [(0.2, 1.5), (2.2, 3.6), (4.1, 5.5)]  # the VAD's spans bound the speaking time
+    r = assign_speakers([seg_of(ws[:2]), seg_of(ws[2:4]), seg_of(ws[4:])], act, speech_spans=speech)
     assert speakers_of(r.segments) == [
         ("SPEAKER_1", "Hello there."), ("SPEAKER_2", "Hi, you."), ("SPEAKER_1", "Bye now.")]
     assert all(w.speaker == s.speaker for s in r.segments for w in s.words)
@@ -67,10 +68,10 @@ def test_word_across_a_frame_boundary_takes_the_speaker_holding_most_of_it():
     act = activity(2.0, [(0.0, 0.8, 0), (0.8, 2.0, 1)])
     a = assign_speakers([seg_of(words([(0.70, 0.85, "mostly-one")]))], act).segments[0]
     b = assign_speakers([seg_of(words([(0.76, 0.95, "mostly-two")]))], act).segments[0]
-    # alone, each word is SPEAKER_1; check the slot through a reference word of slot 0
+    # speakers are numbered by first appearance in the diarizer's speech: slot 0 talks first
     ref = words([(0.1, 0.3, "ref")])
     both = assign_speakers([seg_of(ref + words([(0.70, 0.85, "x")])), seg_of(words([(0.76, 0.95, "y")]))], act)
-    assert a.speaker == b.speaker == "SPEAKER_1"
+    assert (a.speaker, b.speaker) == ("SPEAKER_1", "SPEAKER_2")
     assert [s.speaker for s in both.segments] == ["SPEAKER_1", "SPEAKER_2"]
     assert both.segments[0].text == "ref x"
 
@@ -154,7 +155,7 @@ def diarized_transcript() -> Transcript:
     second = "Use <b> & --> arrows, and a line long enough to wrap.".split()
     ws = words([(0.5, 1.0, "Good"), (1.1, 1.6, "morning,"), (1.7, 2.4, "everyone.")]) + [
         Word(4.5 + 0.5 * i, 4.9 + 0.5 * i, w) for i, w in enumerate(second)]
-    r = assign_speakers([seg_of(ws)], act)
+    r = assign_speakers([seg_of(ws)], act, speech_spans=[(0.5, 2.4), (4.5, 10.4)])
     return Transcript(
         text=" ".join(s.text for s in r.segments), segments=r.segments, source_lang="en", target_lang="en",
         task="transcribe", duration_s=12.0, speech_s=11.0, model="test", timestamps=True, speakers=r.speakers)
@@ -196,3 +197,22 @@ def test_output_without_speakers_has_no_speaker_fields_and_with_them_has_all():
     assert {w["speaker"] for w in diarized["segments"][1]["words"]} == {"SPEAKER_2"}
     assert diarized["speakers"] == [{"speaker": "SPEAKER_1", "speech_s": 1.9, "segments": 1},
                                     {"speaker": "SPEAKER_2", "speech_s": 5.9, "segments": 1}]
+
+
+def test_summary_is_the_same_whatever_the_segments_and_never_exceeds_the_speech():
+    """One speech, three segmentations (word-timed, one chunk-long segment without words, short
+    translated segments without words): the same speakers with the same speaking time, and
+    together no more than the speech the VAD found, even where the diarizer hears more."""
+    act = activity(20.0, [(0.0, 6.0, 1), (6.0, 12.5, 3), (12.5, 20.0, 1)])
+    speech = [(0.4, 5.8), (6.3, 12.0), (13.0, 19.5)]  # 17.6 s; the diarizer is active for 20 s
+    ws = words([(a + 0.1, a + 0.9, f"w{i}.") for i, a in enumerate(np.arange(0.4, 19.0, 1.0))])
+    timed = assign_speakers([seg_of(ws)], act, speech_spans=speech)
+    chunk = assign_speakers([Segment(0.4, 19.5, "all of it")], act, speech_spans=speech)
+    translated = assign_speakers([Segment(a, a + 2.5, "t") for a in np.arange(0.4, 19.0, 2.5)], act,
+                                 speech_spans=speech)
+    expected = [("SPEAKER_1", 5.4 + 6.5), ("SPEAKER_2", 5.7)]
+    for r in (timed, chunk, translated):
+        assert [(k.speaker, round(k.speech_s, 1)) for k in r.speakers] == expected
+        assert sum(k.speech_s for k in r.speakers) <= 17.6 + 1e-6
+    assert [k.segments for k in chunk.speakers] == [1, 0]  # one chunk-long segment: one speaker named
+    assert {s.speaker for s in translated.segments} == {"SPEAKER_1", "SPEAKER_2"}

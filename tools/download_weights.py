@@ -58,6 +58,9 @@ def main() -> int:
     cached = hf_hub_download(args.model, files[0])
     target = out / f"{name}.nemo"
     shutil.copyfile(cached, target)
+    # The public name the service reports for this file (asr.names.public_model_name), so the
+    # output says nvidia/canary-1b-v2 rather than the path the image keeps it at.
+    target.with_name(target.name + ".source").write_text(args.model + "\n", encoding="utf-8")
     print(target)
     return 0
 

@@ -233,7 +233,8 @@ class FrontEndRun:
             timings=FrontEndTimings(decode_vad_s=t1 - t0, loudness_tail_s=t2 - t1, loudness_s=loud_s[0],
                                     workers=workers),
             stream=info,
-            warnings=self._warnings(info, summaries),
+            warnings=self._warnings(info, summaries) + policy.length_warnings(
+                self.name, info, total_samples / SAMPLE_RATE, any(s.truncated_at_s is not None for s in summaries)),
             audio=whole.array() if whole is not None else None,
         )
         return self._summary

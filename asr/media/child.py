@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ASRError, DecoderBug, InputError
 from ..types import SAMPLE_RATE, AudioLimits
-from . import policy
+from . import policy, sniff
 from .protocol import (
     ChildRequest, DecodeRange, ErrorInfo, ErrorKind, Kind, RangePlan, RangeSummary, StreamInfo, write,
 )
@@ -47,19 +47,19 @@ _SAMPLE_DTYPES = {
 _CLIP_LEVEL = 0.999
 
 
-def open_input(path: str, name: str):
-    """Open a local file with FFmpeg, allowing only the file protocol and ACCEPTED_FORMATS."""
+def open_input(path: str, name: str, fix: sniff.LengthFix | None = None):
+    """Open a local file with FFmpeg, allowing only the file protocol and ACCEPTED_FORMATS; a file
+    whose header understates its data (`fix`) is read through a view with the length corrected."""
     import av
     import av.logging
 
-    if not os.path.isfile(path):
-        raise InputError(f"'{name}' is not a readable file")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"'{name}' is empty (0 bytes); send an audio or video file")
     options = {"protocol_whitelist": "file", "format_whitelist": ",".join(policy.ACCEPTED_FORMATS)}
     av.logging.set_level(av.logging.ERROR)  # FFmpeg's own reasons reach Python (and our messages)
     with av.logging.Capture(local=True) as logs:
         try:
+            if fix is not None:
+                return av.open(sniff.PatchedFile(path, fix), mode="r",
+                               container_options={"format_whitelist": options["format_whitelist"]})
             return av.open(path, mode="r", container_options=options)
         except av.error.FFmpegError as e:
             rejected = [fmt for _level, fmt, msg in logs if "not on whitelist" in msg]
@@ -71,6 +71,19 @@ def open_input(path: str, name: str):
             reasons = [msg.strip() for _level, _fmt, msg in logs if msg.strip()]
             reason = "; ".join(dict.fromkeys(reasons[-3:])) or (e.strerror or str(e))
             raise InputError(f"could not read '{name}' as audio: {reason}; accepted: {policy.ACCEPTED_HINT}") from e
+
+
+def check_input(path: str, name: str) -> sniff.Sniffed:
+    """Refuse what is missing, empty or certainly not audio (by its own signature, whatever
+    FFmpeg's probe would guess); say whether a stated data length must be corrected."""
+    if not os.path.isfile(path):
+        raise InputError(f"'{name}' is not a readable file")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"'{name}' is empty (0 bytes); send an audio or video file")
+    found = sniff.sniff(path)
+    if found.not_audio is not None:
+        raise InputError(f"'{name}' is {found.not_audio}, not audio; accepted: {policy.ACCEPTED_HINT}")
+    return found
 
 
 def choose_stream(container, name: str):
@@ -307,6 +320,11 @@ def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
     while True:
         try:
             packet = next(packets)
+            state["packets"] += 1
+            if packet.pos is not None and packet.pos >= 0:
+                if state["first_pos"] is None:
+                    state["first_pos"] = packet.pos
+                state["end_pos"] = packet.pos + packet.size
         except StopIteration:
             break
         except av.error.FFmpegError as e:
@@ -316,6 +334,7 @@ def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
             break
         try:
             yield from packet.decode()
+            state["good_bytes"] += packet.size
         except av.error.FFmpegError as e:
             state["bad"] += 1
             if state["bad"] <= 3:
@@ -324,6 +343,36 @@ def _frames(container, stream, name: str, state: dict) -> Iterator[object]:
         yield from ctx.decode(None)
     except av.error.FFmpegError:
         pass
+
+
+def audio_past(path: str, name: str, fix, stream_index: int, at_s: float) -> bool:
+    """Whether the file holds a decodable audio frame at or after `at_s` (its own timestamps):
+    seeks a second copy of the container there, so the one being decoded is not disturbed."""
+    import av
+
+    container = open_input(path, name, fix)
+    try:
+        stream = container.streams.audio[stream_index]
+        target = at_s + 1.0
+        try:
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        except av.error.FFmpegError:
+            return False
+        for n, packet in enumerate(container.demux(stream)):
+            if n >= 50:
+                return False
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            for frame in frames:
+                if frame.pts is not None and frame.samples:
+                    return float(frame.pts * frame.time_base) >= at_s
+        return False
+    except av.error.FFmpegError:
+        return False
+    finally:
+        container.close()
 
 
 def _origin_s(container, stream) -> float:
@@ -339,7 +388,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
                  limits: AudioLimits, name: str) -> tuple[RangeSummary, float | None]:
     """Decode one range and stream it; `origin_s` None means decode from the start (no seek).
     Also returns the first frame's timestamp (the timeline's zero) when decoding from the start."""
-    state = {"bad": 0, "truncated": False}
+    state = {"bad": 0, "truncated": False, "packets": 0, "good_bytes": 0, "first_pos": None, "end_pos": None}
     first_pts_s: float | None = None
     seek = origin_s is not None and r.vad_from_sample > 0
     if seek:
@@ -397,6 +446,9 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
         retire(last=True)
     if out is None:
         out = _RangeOutput(out_fd, r, vad, r.vad_from_sample)
+    policy.check_decodable(name, state["bad"], state["packets"], stream.codec_context.name)
+    if state["first_pos"] is not None and state["end_pos"] is not None:
+        policy.check_coverage(name, container.format.name, state["good_bytes"], state["end_pos"] - state["first_pos"])
     policy.check_duration(name, out.pos, limits)
     if run is not None:
         nonfinite += run.nonfinite
@@ -412,16 +464,30 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
 
 def run(request: ChildRequest, out_fd: int) -> None:
     name = request.display_name
-    container = open_input(request.path, name)
+    fix = check_input(request.path, name).length_fix
+    container = open_input(request.path, name, fix)
     try:
         stream, index, count = choose_stream(container, name)
         ctx = stream.codec_context
         header_s = container.duration / 1_000_000 if container.duration and container.duration > 0 else None
         seekable = container.format.name in policy.SEEKABLE_FORMATS and header_s is not None
+        if fix is not None:
+            # What the header said (the front end warns that it understated the length); one
+            # sequential range, since only the stated part of the file has a trusted layout.
+            if fix.actual_bytes:
+                header_s = (header_s or 0.0) * fix.stated_bytes / fix.actual_bytes
+            seekable = False
+            log.info("'%s': the header states %d bytes of audio where %d follow; decoding to the end",
+                     name, fix.stated_bytes, fix.actual_bytes)
         info = StreamInfo(container=container.format.name, codec=ctx.name, sample_rate=int(ctx.sample_rate or 0),
                           channels=int(ctx.channels or 0), header_duration_s=header_s, stream_index=index,
                           audio_streams=count, seekable=seekable)
         policy.check_format(name, info.sample_rate, info.channels, request.limits, from_header=True)
+        if request.worker == 0 and fix is None:
+            all_streams = list(container.streams.audio)
+            policy.stated_too_long(
+                name, header_s, container.format.name, os.path.getsize(request.path),
+                lambda at_s: audio_past(request.path, name, None, all_streams.index(stream), at_s), request.limits)
         plan = policy.plan_ranges(header_s, seekable, request.limits.max_duration_s)
         if request.worker == 0:
             write(out_fd, Kind.INFO, info)

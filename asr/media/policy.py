@@ -4,11 +4,12 @@ into independently decodable time ranges, and the checks every decoder child app
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import AudioTooLongError, InputError
 from ..types import SAMPLE_RATE, AudioLimits
-from .protocol import DecodeRange
+from .protocol import DecodeRange, StreamInfo
 
 ACCEPTED_FORMATS: tuple[str, ...] = (
     # audio containers and raw codec streams
@@ -88,6 +89,87 @@ def check_duration(name: str, decoded_samples: int, limits: AudioLimits) -> None
         raise AudioTooLongError(
             f"'{name}' is longer than the {fmt_duration(cap_s)} limit (stopped after decoding "
             f"{fmt_duration(decoded_samples / SAMPLE_RATE)}); split it into parts of at most {fmt_duration(cap_s)}"
+        )
+
+
+STATED_LENGTH_FORMATS: frozenset[str] = frozenset({
+    "wav", "w64", "rf64", "aiff", "caf", "au", "flac", "ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2",
+})
+"""Containers whose header states the audio's length exactly (not an estimate from a bitrate)."""
+ESTIMATED_LENGTH_SLACK = 0.25
+"""Other containers (MP3, ADTS, ...) estimate their length; only a larger gap is worth a warning."""
+
+
+def length_warnings(name: str, info: StreamInfo, decoded_s: float, truncated: bool) -> tuple[str, ...]:
+    """A warning when the file held more audio than its header said (all of it was decoded):
+    the header is wrong, and a player trusting it would stop early."""
+    stated = info.header_duration_s
+    if truncated or stated is None or decoded_s < 1.0:
+        return ()
+    slack = 0.02 if info.container in STATED_LENGTH_FORMATS else ESTIMATED_LENGTH_SLACK
+    if decoded_s <= stated * (1 + slack) + 1.0:
+        return ()
+    return (f"The header of '{name}' understates its length ({fmt_duration(stated)}); all "
+            f"{fmt_duration(decoded_s)} of its audio were decoded.",)
+
+
+MIN_ESTIMATED_BITRATE = 8_000
+"""Bits per second below which a stream whose timestamps are estimated from its bitrate (MP3,
+ADTS, ...) cannot really be as long as its header says: its stated length is not trusted."""
+
+
+def stated_too_long(name: str, header_s: float | None, container: str, size_bytes: int,
+                    audio_past_cap: Callable[[float], bool], limits: AudioLimits) -> None:
+    """Refuse, before decoding, a file whose header states a length over the cap when that is
+    backed by evidence: a decodable frame past the cap (found by seeking there) and, for streams
+    whose timestamps are only estimated, a size that can hold that much audio. A header that
+    overstates passes on to decoding, where the decoded-sample cap still holds."""
+    cap_s = limits.max_duration_s
+    limit_s = cap_s + CAP_TOLERANCE_S
+    if not header_s or header_s <= limit_s:
+        return
+    if container not in STATED_LENGTH_FORMATS and size_bytes * 8 / header_s < MIN_ESTIMATED_BITRATE:
+        return
+    if not audio_past_cap(limit_s):
+        return
+    raise AudioTooLongError(
+        f"'{name}' is longer than the {fmt_duration(cap_s)} limit ({fmt_duration(header_s)}, as its header "
+        f"states; refused before decoding); split it into parts of at most {fmt_duration(cap_s)}"
+    )
+
+
+UNDECODABLE_MIN_PACKETS = 8
+"""Rejected packets below this never refuse a file: a few damaged packets are skipped with a warning."""
+
+
+def check_decodable(name: str, bad_packets: int, packets: int, codec: str) -> None:
+    """Refuse a file (or time range) where the decoder rejected most of what was read: that is
+    data FFmpeg's probe mistook for audio, or a file damaged beyond use, not audio with a few
+    damaged packets (those are skipped, and the front end warns)."""
+    if bad_packets >= UNDECODABLE_MIN_PACKETS and 2 * bad_packets > packets:
+        raise InputError(
+            f"most of '{name}' could not be decoded ({bad_packets} of {packets} {codec} packets were rejected): "
+            f"it is probably not audio, or damaged beyond use; accepted: {ACCEPTED_HINT}"
+        )
+
+
+RAW_STREAM_FORMATS: frozenset[str] = frozenset({"mp3", "aac", "loas", "ac3", "eac3", "dts", "amr", "amrnb", "amrwb"})
+"""Bare codec streams: their demuxer skips bytes it cannot read as frames without a word (it
+resyncs on the next frame header), so damage shows as bytes never decoded, not rejected packets."""
+MIN_COVERED_FRACTION = 0.5
+COVERAGE_MIN_BYTES = 64 * 1024
+
+
+def check_coverage(name: str, container: str, decoded_bytes: int, span_bytes: int) -> None:
+    """Refuse a bare codec stream of which less than half the bytes read (from its first frame
+    to its last) were frames that decoded: data that only here and there resembles audio."""
+    if container not in RAW_STREAM_FORMATS or span_bytes < COVERAGE_MIN_BYTES:
+        return
+    if decoded_bytes < MIN_COVERED_FRACTION * span_bytes:
+        raise InputError(
+            f"most of '{name}' could not be decoded (only {100 * decoded_bytes / span_bytes:.0f} % of the "
+            f"{span_bytes} bytes read were {container} frames that decoded): it is probably not audio, or "
+            f"damaged beyond use; accepted: {ACCEPTED_HINT}"
         )
 
 

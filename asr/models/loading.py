@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import settings
 from ..errors import ModelLoadError, UnknownModelError
 from ..languages import NAMES
+from ..names import clip, public_model_name
 from . import runtime
 from .base import SpeechModel
 
@@ -88,6 +89,9 @@ class ModelSet:
         if not models:
             raise ValueError("a ModelSet needs at least one model")
         self._models = {m.name: m for m in models}
+        if len(self._models) != len(models):
+            raise ModelLoadError(f"ASR_MODEL names two models called {', '.join(m.name for m in models)}; "
+                                 "give each checkpoint its own file name")
 
     @property
     def names(self) -> list[str]:
@@ -114,9 +118,10 @@ class ModelSet:
             return self._models[want]
         for key, model in self._models.items():
             p = Path(key)
-            if want == p.name or (p.suffix == ".nemo" and want == p.stem):
+            if (want == p.name or (p.suffix == ".nemo" and want == p.stem)
+                    or (want.endswith(".nemo") and want[: -len(".nemo")] in (key, p.name))):
                 return model
-        raise UnknownModelError(f"model '{name}' is not loaded; loaded: {', '.join(self.short_names)}")
+        raise UnknownModelError(f"model '{clip(name)}' is not loaded; loaded: {', '.join(self.short_names)}")
 
     @property
     def short_names(self) -> list[str]:
@@ -145,7 +150,7 @@ def load_models(spec: str | None = None, device: str | None = None, batch_size: 
     for entry in entries:
         start = time.perf_counter()
         nemo_model = runtime.restore(entry.name, dev, env_var="ASR_MODEL")
-        model = adapt(nemo_model, entry.name, dev, batch_size, entry.languages)
+        model = adapt(nemo_model, public_model_name(entry.name), dev, batch_size, entry.languages)
         log.info("loaded %s (%s) on %s in %.1f s, batch %d: %s", entry.name, type(model).__name__, dev,
                  time.perf_counter() - start, model.batch_size, model.capabilities.describe())
         models.append(model)

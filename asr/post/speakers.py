@@ -16,8 +16,14 @@ Rules (README, Diarization):
   each sentence at every speaker change, and each part is fitted to the subtitle limits with
   asr.segments.fit_words. Segments without word times (translations, timestamps off) take the
   slot that holds most of the segment and are not cut.
-- Slots are numbered for users in order of first appearance (SPEAKER_1, SPEAKER_2, ...). The
-  summary counts each speaker's segments and the total duration of those segments.
+- The summary is read from the diarizer's frames, not from the segments, so it is the same
+  whatever shape the segments take (word-timed, one per chunk without timestamps, translated):
+  each frame of speech (the VAD's spans, when given) counts for the slot that dominates it among
+  the active ones; a speaker's `speech_s` is the speech it dominates, so the speakers together
+  never exceed the file's speech. A slot listed has at least MIN_SPEAKER_S of it, or a segment.
+- Slots are numbered for users in order of first appearance in that speech (SPEAKER_1,
+  SPEAKER_2, ...), then any slot only a segment names, in segment order; `segments` counts each
+  speaker's segments.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ ACTIVE_THRESHOLD = 0.5
 """A slot is talking in a frame when its probability reaches this (Sortformer's own default)."""
 MIN_OVERLAP_S = 0.2
 """Overlapped time a segment without words needs before it is flagged (ignores one-frame blips)."""
+
+
+MIN_SPEAKER_S = 0.5
+"""Dominated speech below which a slot no segment names is left out of the summary (a blip)."""
 
 
 def speaker_name(number: int) -> str:
@@ -92,6 +102,36 @@ class _Frames:
             return np.zeros(self.n_slots)
         return w @ self.p[i0 : i0 + w.size]
 
+    def dominant(self) -> np.ndarray:
+        """Per frame, the slot with the highest probability among the active ones; -1 where
+        nobody is active."""
+        if self.n_frames == 0:
+            return np.zeros(0, dtype=int)
+        return np.where(self.active_count > 0, np.argmax(self.p, axis=1), -1)
+
+    def coverage(self, spans: Sequence[tuple[float, float]] | None) -> np.ndarray:
+        """Seconds of each frame that lie inside `spans` (every frame whole when None)."""
+        if spans is None:
+            return np.full(self.n_frames, self.frame_s)
+        cover = np.zeros(self.n_frames)
+        for start_s, end_s in spans:
+            if end_s <= start_s or self.n_frames == 0 or start_s >= self.n_frames * self.frame_s:
+                continue
+            i0, w = self.weights(start_s, end_s)
+            cover[i0 : i0 + w.size] += w
+        return np.minimum(cover, self.frame_s)
+
+    def dominated_mass(self, start_s: float, end_s: float) -> np.ndarray:
+        """Seconds of the interval each slot dominates while active (as words are judged)."""
+        i0, w = self.weights(start_s, end_s)
+        out = np.zeros(self.n_slots)
+        if w.size == 0:
+            return out
+        dom = self.dominant()[i0 : i0 + w.size]
+        keep = dom >= 0
+        np.add.at(out, dom[keep], w[keep])
+        return out
+
     def overlapped_s(self, start_s: float, end_s: float) -> float:
         i0, w = self.weights(start_s, end_s)
         if w.size == 0:
@@ -122,9 +162,11 @@ def assign_speakers(
     activity: SpeakerActivity,
     options: SubtitleOptions | None = None,
     threshold: float = ACTIVE_THRESHOLD,
+    speech_spans: Sequence[tuple[float, float]] | None = None,
 ) -> SpeakerResult:
     """Segments on the original timeline (as asr.segments.build_segments returns them) -> the
-    same text with a speaker on every word and segment, cut at speaker changes."""
+    same text with a speaker on every word and segment, cut at speaker changes. `speech_spans`
+    (seconds, the VAD's) bound the speaking time in the summary."""
     o = options or SubtitleOptions()
     frames = _Frames(activity, threshold)
     if frames.n_slots == 0:
@@ -158,15 +200,28 @@ def assign_speakers(
             run.extend(seg.words)
             continue
         flush_words()
-        mass = frames.mass(seg.start_s, seg.end_s)
-        if mass.max() > 0:  # the slot that holds most of the segment
-            slot = int(np.argmax(mass))
+        held = frames.dominated_mass(seg.start_s, seg.end_s)
+        if held.max() > 0:  # the slot that dominates most of the segment, judged as words are
+            slot = int(np.argmax(held))
         else:
-            slot = frames.slot_for(seg.start_s, seg.end_s, mass)
+            slot = frames.slot_for(seg.start_s, seg.end_s, frames.scores(seg.start_s, seg.end_s))
         overlap = frames.overlapped_s(seg.start_s, seg.end_s) >= MIN_OVERLAP_S
         slotted.append((replace(seg, overlap=overlap), slot))
     flush_words()
-    return _name(slotted)
+    return _name(slotted, _speech_by_slot(frames, speech_spans))
+
+
+def _speech_by_slot(frames: _Frames, spans: Sequence[tuple[float, float]] | None) -> list[tuple[int, float, float]]:
+    """(slot, seconds of speech it dominates, time of its first dominated frame) for every slot
+    that dominates any speech, in order of first appearance."""
+    dom = frames.dominant()
+    cover = frames.coverage(spans)
+    out = []
+    for slot in range(frames.n_slots):
+        mine = (dom == slot) & (cover > 0)
+        if mine.any():
+            out.append((slot, float(cover[mine].sum()), float(np.flatnonzero(mine)[0] * frames.frame_s)))
+    return sorted(out, key=lambda t: t[2])
 
 
 def _turns(slots: Sequence[int]) -> list[tuple[int, int]]:
@@ -175,17 +230,22 @@ def _turns(slots: Sequence[int]) -> list[tuple[int, int]]:
     return list(zip(cuts, cuts[1:]))
 
 
-def _name(slotted: list[tuple[Segment, int]]) -> SpeakerResult:
-    """Number slots by first appearance and write the names onto segments and words."""
+def _name(slotted: list[tuple[Segment, int]], speech: list[tuple[int, float, float]]) -> SpeakerResult:
+    """Number slots by first appearance in the speech (then by segment), write the names onto
+    segments and words, and summarise each speaker's speech and segments."""
+    in_segments = {slot for _seg, slot in slotted}
+    seconds = {slot: s for slot, s, _t in speech}
     names: dict[int, str] = {}
-    totals: dict[str, list[float]] = {}
+    for slot, s, _t in speech:
+        if s >= MIN_SPEAKER_S or slot in in_segments:
+            names[slot] = speaker_name(len(names) + 1)
+    counts: dict[int, int] = {}
     out: list[Segment] = []
     for seg, slot in slotted:
         name = names.setdefault(slot, speaker_name(len(names) + 1))
         words = tuple(replace(w, speaker=name) for w in seg.words)
         out.append(replace(seg, speaker=name, words=words))
-        t = totals.setdefault(name, [0.0, 0])
-        t[0] += max(0.0, seg.end_s - seg.start_s)
-        t[1] += 1
-    speakers = tuple(Speaker(speaker=n, speech_s=t[0], segments=int(t[1])) for n, t in totals.items())
+        counts[slot] = counts.get(slot, 0) + 1
+    speakers = tuple(Speaker(speaker=name, speech_s=seconds.get(slot, 0.0), segments=counts.get(slot, 0))
+                     for slot, name in names.items())
     return SpeakerResult(segments=tuple(out), speakers=speakers)
