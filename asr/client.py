@@ -131,8 +131,9 @@ def post(url: str, body: bytes, retry_s: float, timeout_s: float | None,
             raise ClientError(f"the server's answer from {url} is not JSON: {e}") from e
 
 
-_COGLET_PREFIX = re.compile(r"^(?:\s*Prediction failed:\s*)+(?:[A-Z][A-Za-z]*(?:Error|Exception):\s*)?")
-"""What coglet 0.23.1 puts before every failure ("Prediction failed: Prediction failed: InputError: ")."""
+_COGLET_PREFIX = re.compile(r"^(?:\s*(?:Async )?[Pp]rediction failed:\s*)+(?:[A-Z][A-Za-z]*(?:Error|Exception):\s*)?")
+"""What coglet 0.23.1 puts before every failure ("Prediction failed: Prediction failed: InputError: ",
+or for an async run() "Async prediction failed: InputError: ")."""
 
 
 def failure_message(message: str, file: str) -> str:

@@ -129,7 +129,7 @@ def test_quoted_decoder_errors_are_the_real_ones(tmp_path):
         decode(png)
     assert quoted(f"`{e.value}`"), str(e.value)
     # the client's line for the same file sent as holiday.mp3 (coglet's prefixes stripped)
-    served = "Prediction failed: Prediction failed: InputError: " + str(e.value).replace("'holiday.png'", "the uploaded file")
+    served = "Async prediction failed: InputError: " + str(e.value).replace("'holiday.png'", "the uploaded file")
     assert quoted(f"error: the prediction failed: {failure_message(served, 'photos/holiday.mp3')}\n"), served
 
     silent = tmp_path / "silent.mp4"
