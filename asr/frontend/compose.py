@@ -194,7 +194,7 @@ class FrontEndRun:
                     keep = min(keep, first)
                 if pending:
                     keep = min(keep, pending[0][0].spans[0].start_sample)
-                media.timeline.release_before(keep)
+                media.release_before(keep)
 
             while True:
                 for done in media.results():
@@ -203,7 +203,7 @@ class FrontEndRun:
                     chunk, job = pending.popleft()
                     done = finished.pop(job)
                     start = chunk.spans[0].start_sample
-                    samples = timeline[start : start + done.samples].copy()
+                    samples = media.timeline.read(start, done.samples)
                     loud_s += done.seconds
                     release()
                     if first_chunk_s is None:

@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 
-from ..types import SAMPLE_RATE
-from .protocol import HEADER, ChildRequest, ChunkDone, ChunkJob, Credit, Kind, Written, decode_payload, write
+from .policy import SEGMENT_SAMPLES
+from .protocol import HEADER, ChildRequest, ChunkDone, ChunkJob, Credit, Kind, Release, Written, decode_payload, write
 from .shared import TimelineWindow
 
-NOTICE_SAMPLES = 10 * SAMPLE_RATE
+NOTICE_SAMPLES = SEGMENT_SAMPLES
 """Audio written between two `Written` notices at most (progress); one also precedes every
 other message, so the parent never reads probabilities for audio it has not been told about."""
 
@@ -95,6 +95,9 @@ class ChildLink:
     def _command(self, message) -> None:
         if isinstance(message, Credit):
             self.credit = max(self.credit, message.until_sample)
+        elif isinstance(message, Release):
+            assert self.jobs_window is not None
+            self.jobs_window.release_before(message.before_sample)
         elif isinstance(message, ChunkJob):
             self.send(Kind.CHUNK, self.finish(message))
 

@@ -42,6 +42,8 @@ class Kind(enum.IntEnum):
     """Credit (parent to child): the child may write the timeline up to a sample."""
     FINISH = 9
     """ChunkJob (parent to child): cut, measure and normalise one chunk."""
+    RELEASE = 10
+    """Release (parent to child): give the timeline's memory before a sample back."""
 
 
 class ErrorKind(enum.Enum):
@@ -167,6 +169,11 @@ class Credit:
 
 
 @dataclass(frozen=True)
+class Release:
+    before_sample: int
+
+
+@dataclass(frozen=True)
 class ChunkJob:
     """Lay the spans' audio end to end, normalise it, and write it back into the timeline from
     the first span's start (inside the chunk's own stretch, which nothing else reads again)."""
@@ -195,7 +202,7 @@ class ErrorInfo:
         return self.kind.exception(self.message)
 
 
-Message = StreamInfo | RangePlan | RangeSummary | ErrorInfo | Written | ChunkDone | Credit | ChunkJob | np.ndarray
+Message = StreamInfo | RangePlan | RangeSummary | ErrorInfo | Written | ChunkDone | Credit | Release | ChunkJob | np.ndarray
 
 
 def encode(kind: Kind, payload: object) -> bytes:
@@ -218,6 +225,8 @@ def decode_payload(kind: Kind, body: bytes) -> Message:
         return ChunkDone(**d)
     if kind is Kind.CREDIT:
         return Credit(**d)
+    if kind is Kind.RELEASE:
+        return Release(**d)
     if kind is Kind.FINISH:
         return ChunkJob(d["id"], tuple((int(a), int(b)) for a, b in d["spans"]))
     if kind is Kind.INFO:

@@ -55,6 +55,20 @@ class SharedTimeline:
             self._map.madvise(mmap.MADV_REMOVE, start, end - start)
             self.released = end // BYTES_PER_SAMPLE
 
+    def read(self, start: int, count: int) -> np.ndarray:
+        """A private copy of samples [start, start + count), read from the file rather than
+        through the mapping, so the parent's page tables never map the pages (no faults, and
+        nothing to unmap when they are released)."""
+        out = np.empty(count, dtype=np.float32)
+        view = memoryview(out).cast("B")
+        done = 0
+        while done < view.nbytes:
+            n = os.preadv(self.fd, [view[done:]], start * BYTES_PER_SAMPLE + done)
+            if n <= 0:
+                raise OSError(f"short read from the shared timeline at sample {start}")
+            done += n
+        return out
+
     def close(self) -> None:
         """Close the file; its memory goes once the mapping (kept alive by any view) goes too."""
         if self.fd >= 0:
@@ -94,6 +108,13 @@ class TimelineWindow:
         first = self._region[0]
         return self._view[start - first : end - first]
 
+    def release_before(self, sample: int) -> None:
+        """Punch out the file's memory before `sample` (whole pages) for every process at once:
+        done here, in a child, so the parent's CPU time does not pay for freeing pages."""
+        end = min(sample, self.capacity) * BYTES_PER_SAMPLE // _PAGE * _PAGE
+        if end > 0:
+            _punch_hole(self.fd, 0, end)
+
     def write(self, start: int, samples: np.ndarray) -> None:
         self.view(start, start + samples.size)[:] = samples
 
@@ -106,3 +127,13 @@ class TimelineWindow:
                 pass
         self._map = None
         self._region = None
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> None:
+    """fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): free the pages, keep the size."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fallocate(ctypes.c_int(fd), ctypes.c_int(0x02 | 0x01), ctypes.c_long(offset), ctypes.c_long(length)):
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"could not release shared audio memory: {os.strerror(errno)}")

@@ -31,7 +31,8 @@ from ..errors import DecoderBug, DecoderFailure, Stopped
 from ..types import AudioLimits, Chunk, LoudnessOptions
 from . import policy
 from .protocol import (
-    ChildRequest, ChunkDone, ChunkJob, Credit, ErrorInfo, Kind, RangePlan, RangeSummary, StreamInfo, Written,
+    ChildRequest, ChunkDone, ChunkJob, Credit, ErrorInfo, Kind, RangePlan, RangeSummary, Release, StreamInfo,
+    Written,
     decode_payload, encode, read,
 )
 from .shared import SharedTimeline, capacity_samples
@@ -39,6 +40,7 @@ from .shared import SharedTimeline, capacity_samples
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.25
+_RELEASE_STEP_SAMPLES = 20 * 16_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -354,7 +356,7 @@ class MediaStream:
 
     def _credit(self, consumed: int) -> None:
         """Let the children write up to `ahead_samples` past what has been consumed."""
-        if consumed - self._credited < policy.SEGMENT_SAMPLES // 2:
+        if consumed - self._credited < policy.SEGMENT_SAMPLES:
             return
         self._credited = consumed
         for child in self._children:
@@ -378,6 +380,16 @@ class MediaStream:
         child.outstanding += 1
         self._jobs[job] = child.index
         return job
+
+    def release_before(self, sample: int) -> None:
+        """No one needs the audio before `sample` any more: a child gives its memory back (in
+        steps of a few seconds, so this costs a message now and then)."""
+        assert self.timeline is not None
+        if sample - self.timeline.released < _RELEASE_STEP_SAMPLES:
+            return
+        self.timeline.released = sample
+        child = min(self._children, key=lambda c: c.outstanding)
+        child.send(Kind.RELEASE, Release(sample))
 
     def results(self) -> list[ChunkDone]:
         """The chunk jobs finished since the last call; raises a child's error or death if it
