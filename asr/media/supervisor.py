@@ -251,7 +251,7 @@ class MediaStream:
         self._results: queue.Queue = queue.Queue()
         self._wake = threading.Event()
         self._ids = itertools.count()
-        self._jobs: dict[int, int] = {}  # job id -> child index
+        self._info: StreamInfo | None = None
         self._plan: RangePlan | None = None
         self._range = 0
         self._credited = 0
@@ -311,7 +311,7 @@ class MediaStream:
             return None
         first = self._children[0]
         if self._plan is None:
-            if not hasattr(self, "_info"):
+            if self._info is None:
                 info = self._message(first)
                 if info is DecoderProcess._NOTHING:
                     return None
@@ -378,7 +378,6 @@ class MediaStream:
         job = next(self._ids)
         child.send(Kind.FINISH, ChunkJob(job, tuple((s.start_sample, s.end_sample) for s in chunk.spans)))
         child.outstanding += 1
-        self._jobs[job] = child.index
         return job
 
     def release_before(self, sample: int) -> None:
@@ -402,7 +401,6 @@ class MediaStream:
                 return out
             child = self._children[index]
             if isinstance(message, ChunkDone):
-                self._jobs.pop(message.id, None)
                 child.outstanding -= 1
                 out.append(message)
             elif isinstance(message, ErrorInfo):
