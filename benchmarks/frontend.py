@@ -226,8 +226,11 @@ def main() -> None:
             print(json.dumps(row))
             continue
         print(f"\n{path.name}  ({audio_s / 60:.1f} min)")
-        print(f"  1 core: {row['ours_1core_wall_s']:7.2f} s wall; {row['cores']} cores: speed-up "
-              f"{row['speedup_all_cores_vs_1']}x; same plan: {row['same_plan_1_vs_all_cores']}")
+        if one is ours:
+            print(f"  1 core: not run ({row['cores']} cores only)")
+        else:
+            print(f"  1 core: {row['ours_1core_wall_s']:7.2f} s wall; {row['cores']} cores: speed-up "
+                  f"{row['speedup_all_cores_vs_1']}x; same plan: {row['same_plan_1_vs_all_cores']}")
         print(f"  CPU per hour of audio: parent {row['parent_cpu_s_per_h']} s, decoder children "
               f"{row['children_cpu_s_per_h']} s; first chunk after {row['first_chunk_s']} s "
               f"(1 core: {row['first_chunk_s_1core']} s)")
