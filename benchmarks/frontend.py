@@ -5,8 +5,11 @@
     .venv/bin/python benchmarks/frontend.py --skip-baseline
 
 For each file, in one run: wall time with 1 core (`taskset`, so the front end sees one usable
-core and starts one decoder) and with every core this process may use, the speed-up, peak RSS of
-the parent and of the largest decoder child, speech detected and kept, and the baseline.
+core and starts one decoder) and with every core this process may use, the speed-up, the CPU
+seconds per hour of audio spent in the parent (planning, messages, copying chunks out: what
+shares the model's process) beside those of the decoder children, the time from the start of
+the front end to its first chunk, peak RSS of the parent and of the largest decoder child,
+speech detected and kept, and the baseline.
 
 The test files are 44.1 kHz stereo 128 kb/s MP3s made by tiling the 60 s speech clip in
 Silero's test.wav (cached under .cache/bench; see benchmarks/recordings.py for where it is
@@ -78,15 +81,34 @@ def make_mp3(minutes: int) -> Path:
 
 def worker_ours(path: str) -> dict:
     sys.path.insert(0, str(ROOT))
-    from asr.frontend import FrontEnd
-
+    import dataclasses
     import hashlib
+    import resource
 
-    plan = FrontEnd().plan(path, keep_samples=False)
+    import numpy as np
+
+    from asr.frontend import FrontEnd
+    from asr.types import ChunkPlan
+
+    def cpu(who: int) -> float:
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
+
+    frontend = FrontEnd()
+    before = cpu(resource.RUSAGE_SELF)
+    run = frontend.run(path)
+    empty = np.zeros(0, np.float32)
+    chunks = tuple(dataclasses.replace(c, samples=empty) for c in run)  # audio dropped as it arrives
+    parent_cpu = cpu(resource.RUSAGE_SELF) - before
+    s = run.summary
+    plan = ChunkPlan(duration_s=s.duration_s, speech_s=s.speech_s, chunks=chunks)
     kept = sum(c.chunk.duration_s for c in plan.chunks)
     digest = hashlib.sha256(json.dumps(plan.to_dict()).encode()).hexdigest()[:16]
+    hours = s.duration_s / 3600
     return {"detected_s": plan.speech_s, "kept_s": kept, "chunks": len(plan.chunks), "duration_s": plan.duration_s,
-            "plan_digest": digest}
+            "plan_digest": digest, "parent_cpu_s_per_h": parent_cpu / hours,
+            "children_cpu_s_per_h": cpu(resource.RUSAGE_CHILDREN) / hours,
+            "first_chunk_s": s.timings.first_chunk_s, "workers": s.timings.workers}
 
 
 def worker_seed(path: str) -> dict:
@@ -156,6 +178,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=int, nargs="+", default=[60, 240])
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-one-core", action="store_true", help="only all cores (no speed-up figure)")
     ap.add_argument("--json", action="store_true", help="print one JSON line per file")
     args = ap.parse_args()
     from recordings import speech_wav
@@ -166,8 +189,8 @@ def main() -> None:
     print(f"machine: {len(cpus)} usable cores; source: {speech_wav().name}", file=sys.stderr)
     for minutes in args.minutes:
         path = make_mp3(minutes)
-        one = run_worker("ours", path, cpus[:1])
-        ours = run_worker("ours", path) if len(cpus) > 1 else one
+        ours = run_worker("ours", path)
+        one = ours if args.skip_one_core or len(cpus) == 1 else run_worker("ours", path, cpus[:1])
         seed = None if args.skip_baseline else run_worker("seed", path)
         audio_s = ours["duration_s"]
         row = {
@@ -184,6 +207,11 @@ def main() -> None:
             "ours_speech_detected_s": round(ours["detected_s"], 1),
             "ours_speech_kept_s": round(ours["kept_s"], 1),
             "ours_chunks": ours["chunks"],
+            "parent_cpu_s_per_h": round(ours["parent_cpu_s_per_h"], 3),
+            "children_cpu_s_per_h": round(ours["children_cpu_s_per_h"], 2),
+            "parent_cpu_s_per_h_1core": round(one["parent_cpu_s_per_h"], 3),
+            "first_chunk_s": round(ours["first_chunk_s"], 2),
+            "first_chunk_s_1core": round(one["first_chunk_s"], 2),
             "same_plan_1_vs_all_cores": one["plan_digest"] == ours["plan_digest"],
         }
         if seed:
@@ -198,8 +226,14 @@ def main() -> None:
             print(json.dumps(row))
             continue
         print(f"\n{path.name}  ({audio_s / 60:.1f} min)")
-        print(f"  1 core: {row['ours_1core_wall_s']:7.2f} s wall; {row['cores']} cores: speed-up "
-              f"{row['speedup_all_cores_vs_1']}x; same plan: {row['same_plan_1_vs_all_cores']}")
+        if one is ours:
+            print(f"  1 core: not run ({row['cores']} cores only)")
+        else:
+            print(f"  1 core: {row['ours_1core_wall_s']:7.2f} s wall; {row['cores']} cores: speed-up "
+                  f"{row['speedup_all_cores_vs_1']}x; same plan: {row['same_plan_1_vs_all_cores']}")
+        print(f"  CPU per hour of audio: parent {row['parent_cpu_s_per_h']} s, decoder children "
+              f"{row['children_cpu_s_per_h']} s; first chunk after {row['first_chunk_s']} s "
+              f"(1 core: {row['first_chunk_s_1core']} s)")
         print(f"  ours : {row['ours_wall_s']:7.2f} s wall  ({row['ours_x_realtime']:.0f}x real time)  "
               f"peak RSS {row['ours_peak_rss_mb']} MB (+ decoder process {row['ours_decoder_peak_rss_mb']} MB)  "
               f"speech kept {row['ours_speech_kept_s']} of {row['ours_speech_detected_s']} s detected")

@@ -121,3 +121,37 @@ def test_vectorised_meter_matches_pyloudnorm(speech60):
         block_s = min(0.4, math.floor(x.size / SAMPLE_RATE * 1000) / 1000)
         ref = pyloudnorm.Meter(SAMPLE_RATE, block_size=block_s).integrated_loudness(x.astype(np.float64))
         assert measure_lufs(x) == pytest.approx(ref, abs=1e-3)
+
+
+def test_k_weighting_and_filter_kernel_are_pyloudnorms():
+    """The coefficients written out in asr.frontend.loudness (so the decoder children need not
+    import pyloudnorm and scipy.signal) are the ones pyloudnorm's meter uses, and the directly
+    loaded filter kernel computes what scipy.signal.lfilter computes."""
+    import pyloudnorm
+    from scipy.signal import lfilter
+
+    from asr.frontend.loudness import _k_weighting, _lfilter
+
+    b, a = np.ones(1), np.ones(1)
+    for stage in pyloudnorm.Meter(SAMPLE_RATE)._filters.values():
+        b = np.convolve(b, stage.passband_gain * np.asarray(stage.b))
+        a = np.convolve(a, np.asarray(stage.a))
+    ours_b, ours_a = _k_weighting()
+    np.testing.assert_allclose(ours_b, b, rtol=1e-12)
+    np.testing.assert_allclose(ours_a, a, rtol=1e-12)
+    x = np.random.default_rng(3).standard_normal(SAMPLE_RATE)
+    np.testing.assert_array_equal(_lfilter()(b, a, x), lfilter(b, a, x))
+
+
+@pytest.mark.parametrize("n", [1, 2, 80, 161, 162, 5000, SAMPLE_RATE * 20 + 7])
+def test_limiter_filters_equal_scipy_ndimage(n):
+    """The limiter's running minimum and mean (numpy, so the children skip scipy.ndimage's
+    import) give scipy.ndimage's minimum_filter1d and uniform_filter1d."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    from asr.frontend.loudness import _running_mean, _running_min
+
+    x = np.random.default_rng(n).random(n).astype(np.float32)
+    for w in (1, 80):
+        np.testing.assert_array_equal(_running_min(x, w), minimum_filter1d(x, 2 * w + 1, mode="nearest"))
+        np.testing.assert_allclose(_running_mean(x, w + 1), uniform_filter1d(x, w + 1, mode="nearest"), atol=1e-6)

@@ -175,3 +175,25 @@ def test_segmented_vad_from_a_range_start_matches_the_whole_file(vad, speech):
     parts.append(seg.finish())
     tail = np.concatenate(parts)
     np.testing.assert_array_equal(tail, whole[start // FRAME_SAMPLES :])
+
+
+@pytest.mark.parametrize("options", [VadOptions(), VadOptions(min_silence_ms=0, min_speech_ms=0),
+                                     VadOptions(threshold=0.7, neg_threshold=0.2, min_silence_ms=1000)])
+def test_span_tracker_runs_equal_frame_by_frame_in_any_pieces(options):
+    """The tracker walks runs of frames, not frames; pushed in random pieces (runs cut anywhere)
+    it gives what Silero's frame-by-frame rules give (`_step` on every frame, the reference)."""
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        probs = (1 / (1 + np.exp(-rng.normal(0, 0.3, 4000).cumsum()))).astype(np.float32)
+        n = probs.size * FRAME_SAMPLES - int(rng.integers(0, FRAME_SAMPLES))
+        reference = SpanTracker(options)
+        for i, p in enumerate(probs):
+            if p >= reference._threshold or p < reference._neg:
+                reference._step(float(p), FRAME_SAMPLES * i)
+        expected = reference._emit(final_at=None) + reference.finish(n)
+        tracker, got, pos = SpanTracker(options), [], 0
+        while pos < probs.size:
+            step = int(rng.integers(1, 300))
+            got += tracker.push(probs[pos : pos + step])
+            pos += step
+        assert got + tracker.finish(n) == expected

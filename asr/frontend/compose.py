@@ -1,13 +1,17 @@
 """The front end: any recording -> normalised <= 20 s speech chunks, streamed as they are ready.
 
-    decoder children (one per core, each a set of time ranges: decode, resample, DC, VAD scores)
-        --> merged in timeline order --> span tracker --> chunk packer --> loudness threads
+    decoder children (one per core, each a set of time ranges: decode, resample, DC, VAD scores;
+    audio into the shared timeline) --> VAD scores merged in timeline order --> span tracker
+    --> chunk packer (parent) --> chunk jobs: cut, measure, normalise (any child) --> chunks
 
-The children work on different stretches of the file at once; the parent only tracks spans,
-packs chunks and normalises them, so chunks come out in timeline order while later ranges are
-still being decoded, and a consumer (the model) starts before decoding ends. Audio is released
-as soon as no future chunk can need it: memory stays flat in the recording's length. No torch,
-no NeMo: `python -m asr segment` uses this alone.
+The parent keeps only the plan, which must see every span in order (spans are packed greedily
+across the whole file, and a long one is cut at its quietest moment, wherever range boundaries
+fall): it handles about 30 VAD scores per second of audio and a few small messages per chunk,
+and never touches the audio except to copy out each finished chunk. Everything per sample runs
+in the children, off the model's process and its GIL. Chunks come out in timeline order while
+later ranges are still being decoded, so a consumer (the model) starts before decoding ends.
+Audio is released as soon as no future chunk can need it: memory stays flat in the
+recording's length. No torch, no NeMo: `python -m asr segment` uses this alone.
 """
 
 from __future__ import annotations
@@ -19,21 +23,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import settings
-from ..errors import InputError, Stopped
+from ..errors import InputError
 from ..media import policy
-from ..media.protocol import RangePlan, RangeSummary, StreamInfo
+from ..media.protocol import ChunkDone, RangePlan, RangeSummary, StreamInfo
 from ..media.supervisor import Audio, MediaStream, Probabilities
 from ..types import SAMPLE_RATE, AudioLimits, Chunk, ChunkOptions, ChunkPlan, LoudnessOptions, PreparedChunk, VadOptions
-from . import loudness
-from .buffer import SampleBuffer, SlidingBuffer
-from .chunking import ChunkPacker, chunk_audio
+from .buffer import SampleBuffer
+from .chunking import ChunkPacker
 from .vad import SpanTracker
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,16 @@ class FrontEndTimings:
     loudness_tail_s: float
     """Loudness work left after decoding ended."""
     loudness_s: float
-    """Time spent normalising chunks (summed over the loudness threads)."""
+    """Time spent cutting and normalising chunks (summed over the children that did it)."""
     workers: int
     """Decoder children used (cores working on this file)."""
+    first_chunk_s: float | None = None
+    """From the start until the first chunk was handed over (None: no chunk)."""
 
     def to_dict(self) -> dict:
         return {"decode_vad_s": round(self.decode_vad_s, 3), "loudness_tail_s": round(self.loudness_tail_s, 3),
-                "loudness_s": round(self.loudness_s, 3), "workers": self.workers}
+                "loudness_s": round(self.loudness_s, 3), "workers": self.workers,
+                "first_chunk_s": None if self.first_chunk_s is None else round(self.first_chunk_s, 3)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,7 +92,6 @@ class FrontEnd:
         workers: int | None = None,
     ):
         """`workers`: decoder children per file (default: every core this process may use)."""
-        _warm_imports()
         self.vad_options = vad_options or VadOptions()
         self.chunk_options = chunk_options or ChunkOptions()
         self.loudness_options = loudness_options or LoudnessOptions()
@@ -156,82 +159,102 @@ class FrontEndRun:
         t0 = time.perf_counter()
         tracker = SpanTracker(fe.vad_options)
         packer = ChunkPacker(fe.chunk_options)
-        audio = SlidingBuffer()
         whole = SampleBuffer() if self._keep_audio else None
         speech_samples = 0
+        audio_end = 0
         chunks_out = 0
-        loud_s = [0.0]
-        pending: deque[Future] = deque()
+        loud_s = 0.0
+        first_chunk_s: float | None = None
+        pending: deque[tuple[Chunk, int]] = deque()  # chunks in timeline order, with their job ids
+        finished: dict[int, ChunkDone] = {}
         summaries: list[RangeSummary] = []
         info: StreamInfo | None = None
+        planned = False
+        t1 = t0
         workers = policy.worker_count(self.path, self._workers)
-        loud_threads = max(1, min(4, workers))
 
-        def prepare(chunk: Chunk, samples: np.ndarray) -> PreparedChunk:
-            t = time.perf_counter()
-            n = loudness.normalise(samples, fe.loudness_options)
-            loud_s[0] += time.perf_counter() - t
-            return PreparedChunk(chunk=chunk, samples=n.samples, lufs=n.lufs, gain_db=n.gain_db)
+        with MediaStream(self.path, self.name, fe.limits, workers=workers, stop=self._stop,
+                         loudness=fe.loudness_options) as media:
+            assert media.timeline is not None
+            timeline = media.timeline.samples
 
-        with MediaStream(self.path, self.name, fe.limits, workers=workers, stop=self._stop) as media, \
-                ThreadPoolExecutor(max_workers=loud_threads, thread_name_prefix="loudness") as pool:
-            try:
-                def submit(chunks: list[Chunk]) -> None:
-                    for chunk in chunks:
-                        pending.append(pool.submit(prepare, chunk, chunk_audio(audio, chunk)))
-
-                for event in media:
-                    if isinstance(event, Audio):
-                        audio.append(event.samples)
-                        if whole is not None:
-                            whole.append(event.samples)
-                        if self._progress is not None:
-                            total = info.header_duration_s if info and info.header_duration_s else 0.0
-                            self._progress("decode", audio.end / SAMPLE_RATE, total)
-                    elif isinstance(event, Probabilities):
-                        spans = tracker.push(event.values)
-                        speech_samples += sum(s.num_samples for s in spans)
-                        submit(packer.push(spans, audio))
-                        keep = tracker.earliest_sample()
-                        first = packer.earliest_sample()
-                        audio.release_before(keep if first is None else min(keep, first))
-                    elif isinstance(event, RangeSummary):
-                        summaries.append(event)
-                    elif isinstance(event, StreamInfo):
-                        info = event
-                    elif isinstance(event, RangePlan):
-                        log.debug("'%s': %d ranges on %d workers", self.name, len(event.ranges), workers)
-                    while pending and pending[0].done():
-                        chunks_out += 1
-                        yield self._take(pending)
-                total_samples = audio.end
-                if total_samples < policy.MIN_AUDIO_S * SAMPLE_RATE:
-                    what = "no audio" if total_samples == 0 else f"only {total_samples / SAMPLE_RATE:.3f} s of audio"
-                    raise InputError(
-                        f"'{self.name}' holds {what} that could be decoded; send a recording of at least "
-                        f"{policy.MIN_AUDIO_S:g} s"
-                    )
-                spans = tracker.finish(total_samples)
+            def plan(spans: list) -> None:
+                """Pack settled spans; each chunk that is complete goes to a child at once."""
+                nonlocal speech_samples
                 speech_samples += sum(s.num_samples for s in spans)
-                submit(packer.push(spans, audio) + packer.finish())
-                audio.release_before(total_samples)
-                t1 = time.perf_counter()
-                while pending:
-                    if self._stop.is_set():
-                        raise Stopped(f"processing '{self.name}' was stopped")
+                chunks = packer.push(spans, timeline) if spans else []
+                if planned:
+                    chunks += packer.finish()
+                for chunk in chunks:
+                    pending.append((chunk, media.finish(chunk)))
+
+            def release() -> None:
+                """Give back the audio no chunk or span to come can need."""
+                keep = tracker.earliest_sample()
+                first = packer.earliest_sample()
+                if first is not None:
+                    keep = min(keep, first)
+                if pending:
+                    keep = min(keep, pending[0][0].spans[0].start_sample)
+                media.release_before(keep)
+
+            while True:
+                for done in media.results():
+                    finished[done.id] = done
+                while pending and pending[0][1] in finished:
+                    chunk, job = pending.popleft()
+                    done = finished.pop(job)
+                    start = chunk.spans[0].start_sample
+                    samples = media.timeline.read(start, done.samples)
+                    loud_s += done.seconds
+                    release()
+                    if first_chunk_s is None:
+                        first_chunk_s = time.perf_counter() - t0
                     chunks_out += 1
-                    yield self._take(pending)
-                t2 = time.perf_counter()
-            finally:
-                for f in pending:
-                    f.cancel()
+                    yield PreparedChunk(chunk=chunk, samples=samples, lufs=done.lufs, gain_db=done.gain_db)
+                if planned:
+                    if not pending:
+                        break
+                    media.wait()
+                    continue
+                event = media.next_event()
+                if isinstance(event, Audio):
+                    audio_end = event.start_sample + event.samples.size
+                    if whole is not None:
+                        whole.append(event.samples)
+                    if self._progress is not None:
+                        total = info.header_duration_s if info and info.header_duration_s else 0.0
+                        self._progress("decode", audio_end / SAMPLE_RATE, total)
+                elif isinstance(event, Probabilities):
+                    plan(tracker.push(event.values))
+                    release()
+                elif isinstance(event, RangeSummary):
+                    summaries.append(event)
+                elif isinstance(event, StreamInfo):
+                    info = event
+                elif isinstance(event, RangePlan):
+                    log.debug("'%s': %d ranges on %d workers", self.name, len(event.ranges), workers)
+                elif media.done:
+                    if audio_end < policy.MIN_AUDIO_S * SAMPLE_RATE:
+                        what = "no audio" if audio_end == 0 else f"only {audio_end / SAMPLE_RATE:.3f} s of audio"
+                        raise InputError(
+                            f"'{self.name}' holds {what} that could be decoded; send a recording of at least "
+                            f"{policy.MIN_AUDIO_S:g} s"
+                        )
+                    planned = True
+                    plan(tracker.finish(audio_end))
+                    release()
+                    t1 = time.perf_counter()
+                else:
+                    media.wait()
+            t2 = time.perf_counter()
         assert info is not None
         self._summary = FrontEndSummary(
-            duration_s=total_samples / SAMPLE_RATE,
+            duration_s=audio_end / SAMPLE_RATE,
             speech_s=speech_samples / SAMPLE_RATE,
             chunks=chunks_out,
-            timings=FrontEndTimings(decode_vad_s=t1 - t0, loudness_tail_s=t2 - t1, loudness_s=loud_s[0],
-                                    workers=workers),
+            timings=FrontEndTimings(decode_vad_s=t1 - t0, loudness_tail_s=t2 - t1, loudness_s=loud_s,
+                                    workers=workers, first_chunk_s=first_chunk_s),
             stream=info,
             warnings=self._warnings(info, summaries) + policy.length_warnings(
                 self.name, info, total_samples / SAMPLE_RATE, any(s.truncated_at_s is not None for s in summaries)),
@@ -266,34 +289,3 @@ class FrontEndRun:
         if clipped >= 100:
             out.append(f"'{name}' is clipped ({clipped} samples at full scale); its peaks were limited.")
         return tuple(out)
-
-    def _take(self, pending: deque[Future]) -> PreparedChunk:
-        future = pending[0]
-        while True:  # short waits, so an asynchronous exception (Cog's cancel) is not held up
-            try:
-                chunk = future.result(timeout=0.25)
-                break
-            except FutureTimeout:
-                if self._stop.is_set():
-                    raise Stopped(f"processing '{self.name}' was stopped") from None
-                continue
-        pending.popleft()
-        return chunk
-
-
-_warmed = threading.Event()
-
-
-def _warm_imports() -> None:
-    """Import pyloudnorm (scipy.signal alone takes ~1.5 s) on a background thread, so the
-    import overlaps with decoding instead of delaying the first chunk."""
-    if _warmed.is_set():
-        return
-    _warmed.set()
-
-    def work() -> None:
-        import pyloudnorm  # noqa: F401
-
-    threading.Thread(target=work, name="warm-imports", daemon=True).start()
-
-

@@ -39,6 +39,7 @@ def decode(path: str | os.PathLike, limits: AudioLimits | None = None, display_n
         for event in media:
             if isinstance(event, Audio):
                 buf.append(event.samples)
+                media.release_before(event.start_sample + event.samples.size)
             elif isinstance(event, StreamInfo):
                 info = event
             elif isinstance(event, RangeSummary):

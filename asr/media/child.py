@@ -2,9 +2,10 @@
 
 It limits itself first (address space, CPU time, no core files), opens the file with FFmpeg
 (PyAV) under the format policy, and for each time range it owns: seeks, decodes, downmixes,
-resamples to 16 kHz (soxr), removes DC offset, scores the VAD, and streams typed messages
-(asr.media.protocol) on a private descriptor. Nothing else may write to that descriptor, so
-stdout is moved away and fd 1 points at stderr before any library is imported.
+resamples to 16 kHz (soxr), removes DC offset, writes the audio into the shared timeline,
+scores the VAD, and streams typed messages (asr.media.protocol) on a private descriptor; it
+also finishes the chunks its parent asks for (asr.media.handover). Nothing else may write to
+that descriptor, so stdout is moved away and fd 1 points at stderr before any library is imported.
 
 Ranges join sample-exactly: after a seek, the first source samples are dropped until the source
 position maps to a whole 16 kHz sample, so the resampler's output grid is the sequential one;
@@ -25,6 +26,7 @@ import numpy as np
 from ..errors import ASRError, DecoderBug, InputError
 from ..types import SAMPLE_RATE, AudioLimits
 from . import policy, sniff
+from .handover import ChildLink
 from .protocol import (
     ChildRequest, DecodeRange, ErrorInfo, ErrorKind, Kind, RangePlan, RangeSummary, StreamInfo, write,
 )
@@ -237,8 +239,8 @@ class _RangeOutput:
     """Routes 16 kHz output of one range: DC removal per global cell, then VAD from
     `vad_from_sample`, audio from `start_sample`, both up to `end_sample`."""
 
-    def __init__(self, out_fd: int, r: DecodeRange, vad, first_sample: int):
-        self.fd = out_fd
+    def __init__(self, link: ChildLink, r: DecodeRange, vad, first_sample: int):
+        self.link = link
         self.r = r
         self.vad = vad.segmented(r.vad_from_sample) if vad is not None else None
         self.pos = first_sample  # global index of the next sample given to `push`
@@ -294,15 +296,15 @@ class _RangeOutput:
         skip = max(0, self.r.start_sample - start)
         if skip < head.size:  # audio first: spans the VAD settles never reach past it
             audio = head[skip:]
+            self.link.audio(start + skip, audio)
             self.sent += audio.size
-            write(self.fd, Kind.AUDIO, audio)
         if self.vad is not None:
             self._send_probs(self.vad.feed(head))
 
     def _send_probs(self, probs: np.ndarray) -> None:
         """Send the VAD's scores (the segmented VAD already left out its warm-up frames)."""
         if probs.size:
-            write(self.fd, Kind.PROBS, probs)
+            self.link.send(Kind.PROBS, probs)
 
     def finish(self) -> None:
         if self._pend:
@@ -384,7 +386,7 @@ def _origin_s(container, stream) -> float:
     return 0.0
 
 
-def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad, out_fd: int,
+def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad, link: ChildLink,
                  limits: AudioLimits, name: str) -> tuple[RangeSummary, float | None]:
     """Decode one range and stream it; `origin_s` None means decode from the start (no seek).
     Also returns the first frame's timestamp (the timeline's zero) when decoding from the start."""
@@ -395,7 +397,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
         target_s = origin_s + r.vad_from_sample / SAMPLE_RATE - PREROLL_S
         container.seek(max(0, int(math.floor(target_s / stream.time_base))), stream=stream, backward=True)
         stream.codec_context.flush_buffers()
-    out: _RangeOutput | None = None if seek else _RangeOutput(out_fd, r, vad, 0)
+    out: _RangeOutput | None = None if seek else _RangeOutput(link, r, vad, 0)
     run: _Run | None = None
     block = 0
     nonfinite = clipped = 0
@@ -425,7 +427,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
             first = (m + skip) * SAMPLE_RATE // rate
             if first > r.vad_from_sample:
                 raise DecoderBug(f"'{name}': seeking landed after the range start ({first} > {r.vad_from_sample})")
-            out = _RangeOutput(out_fd, r, vad, first)
+            out = _RangeOutput(link, r, vad, first)
         if run is None or (frame.sample_rate, frame.layout.name, frame.format.name) != run.key:
             policy.check_format(name, int(frame.sample_rate), len(frame.layout.channels), limits, from_header=False)
             if run is not None:
@@ -445,7 +447,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
     else:
         retire(last=True)
     if out is None:
-        out = _RangeOutput(out_fd, r, vad, r.vad_from_sample)
+        out = _RangeOutput(link, r, vad, r.vad_from_sample)
     policy.check_decodable(name, state["bad"], state["packets"], stream.codec_context.name)
     if state["first_pos"] is not None and state["end_pos"] is not None:
         policy.check_coverage(name, container.format.name, state["good_bytes"], state["end_pos"] - state["first_pos"])
@@ -462,7 +464,7 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
                         dropped_channels=tuple(sorted(dropped)), channel_reason=reason), first_pts_s
 
 
-def run(request: ChildRequest, out_fd: int) -> None:
+def run(request: ChildRequest, link: ChildLink) -> None:
     name = request.display_name
     fix = check_input(request.path, name).length_fix
     container = open_input(request.path, name, fix)
@@ -490,8 +492,8 @@ def run(request: ChildRequest, out_fd: int) -> None:
                 lambda at_s: audio_past(request.path, name, None, all_streams.index(stream), at_s), request.limits)
         plan = policy.plan_ranges(header_s, seekable, request.limits.max_duration_s)
         if request.worker == 0:
-            write(out_fd, Kind.INFO, info)
-            write(out_fd, Kind.PLAN, RangePlan(plan))
+            link.send(Kind.INFO, info)
+            link.send(Kind.PLAN, RangePlan(plan))
         mine = [r for r in plan if r.index % request.workers == request.worker]
         if not mine:
             return
@@ -503,13 +505,13 @@ def run(request: ChildRequest, out_fd: int) -> None:
         origin: float | None = None
         for r in mine:
             if r.vad_from_sample == 0:  # from the start, no seek: range 0, always a child's first
-                summary, origin = decode_range(container, stream, r, None, vad, out_fd, request.limits, name)
+                summary, origin = decode_range(container, stream, r, None, vad, link, request.limits, name)
                 origin = origin or 0.0
             else:
                 if origin is None:  # the timeline's zero: the first decoded frame's timestamp
                     origin = _origin_s(container, stream)
-                summary, _ = decode_range(container, stream, r, origin, vad, out_fd, request.limits, name)
-            write(out_fd, Kind.RANGE_DONE, summary)
+                summary, _ = decode_range(container, stream, r, origin, vad, link, request.limits, name)
+            link.send(Kind.RANGE_DONE, summary)
             if summary.truncated_at_s is not None:
                 break
     finally:
@@ -536,7 +538,9 @@ def main(argv: list[str], before_decode=None) -> int:
     try:
         if before_decode is not None:
             before_decode(request.path)
-        run(request, out_fd)
+        link = ChildLink(request, out_fd)
+        run(request, link)
+        link.serve()
     except ASRError as e:
         write(out_fd, Kind.ERROR, ErrorInfo(ErrorKind.of(e), str(e)))
     except MemoryError:

@@ -1,8 +1,10 @@
 """The typed protocol between the decoder child and its parent: both ends import this module.
 
-Frames on the child's stdout are `<kind: u8><length: u32><payload>`. Audio and VAD
-probabilities travel as raw float32; everything else as JSON of the frozen dataclasses below.
-Errors travel as data (an `ErrorKind` and a message), never as a class name looked up by string.
+Frames are `<kind: u8><length: u32><payload>`, on the child's stdout (child to parent) and its
+stdin (parent to child: credits and chunk jobs). VAD probabilities travel as raw float32;
+everything else as JSON of the frozen dataclasses below. Audio never travels here: it is in the
+shared timeline (asr.media.shared), and messages only say which stretch is ready. Errors travel
+as data (an `ErrorKind` and a message), never as a class name looked up by string.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import ASRError, AudioTooLongError, DecoderBug, DecoderFailure, InputError
-from ..types import AudioLimits
+from ..types import AudioLimits, LoudnessOptions
 
 HEADER = struct.Struct("<BI")
 
@@ -25,7 +27,7 @@ class Kind(enum.IntEnum):
     INFO = 1
     """StreamInfo, once, before anything else."""
     AUDIO = 2
-    """float32 mono samples at SAMPLE_RATE, continuing the current range."""
+    """Written: the current range's audio is in the shared timeline up to a sample."""
     PROBS = 3
     """float32 VAD speech probabilities, one per VAD frame, continuing the current range."""
     RANGE_DONE = 4
@@ -34,6 +36,14 @@ class Kind(enum.IntEnum):
     """ErrorInfo: the child stops after sending it."""
     PLAN = 6
     """RangePlan, once, right after INFO."""
+    CHUNK = 7
+    """ChunkDone: a chunk job finished (any time, not tied to the current range)."""
+    CREDIT = 8
+    """Credit (parent to child): the child may write the timeline up to a sample."""
+    FINISH = 9
+    """ChunkJob (parent to child): cut, measure and normalise one chunk."""
+    RELEASE = 10
+    """Release (parent to child): give the timeline's memory before a sample back."""
 
 
 class ErrorKind(enum.Enum):
@@ -101,6 +111,12 @@ class ChildRequest:
     worker: int = 0
     workers: int = 1
     with_vad: bool = True
+    timeline_fd: int = -1
+    """The shared timeline (asr.media.shared), inherited by the child."""
+    capacity_samples: int = 0
+    credit_samples: int = 0
+    """The child writes the timeline up to here until a Credit says more (back-pressure)."""
+    loudness: LoudnessOptions = LoudnessOptions()
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -110,6 +126,7 @@ class ChildRequest:
     def from_json(cls, text: str) -> "ChildRequest":
         d = json.loads(text)
         d["limits"] = AudioLimits(**d["limits"])
+        d["loudness"] = LoudnessOptions(**d["loudness"])
         return cls(**d)
 
 
@@ -139,6 +156,44 @@ class RangeSummary:
 
 
 @dataclass(frozen=True)
+class Written:
+    """The current range's audio is in the shared timeline from `start_sample` to `end_sample`."""
+
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True)
+class Credit:
+    until_sample: int
+
+
+@dataclass(frozen=True)
+class Release:
+    before_sample: int
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Lay the spans' audio end to end, normalise it, and write it back into the timeline from
+    the first span's start (inside the chunk's own stretch, which nothing else reads again)."""
+
+    id: int
+    spans: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class ChunkDone:
+    id: int
+    samples: int
+    """Normalised samples now in the timeline from the chunk's first sample."""
+    lufs: float | None
+    gain_db: float
+    seconds: float = 0.0
+    """Time the child spent on it."""
+
+
+@dataclass(frozen=True)
 class ErrorInfo:
     kind: ErrorKind
     message: str
@@ -147,11 +202,11 @@ class ErrorInfo:
         return self.kind.exception(self.message)
 
 
-Message = StreamInfo | RangePlan | RangeSummary | ErrorInfo | tuple[Kind, np.ndarray]
+Message = StreamInfo | RangePlan | RangeSummary | ErrorInfo | Written | ChunkDone | Credit | Release | ChunkJob | np.ndarray
 
 
 def encode(kind: Kind, payload: object) -> bytes:
-    if kind in (Kind.AUDIO, Kind.PROBS):
+    if kind is Kind.PROBS:
         body = np.ascontiguousarray(payload, dtype=np.float32).tobytes()
     elif isinstance(payload, ErrorInfo):
         body = json.dumps({"kind": payload.kind.value, "message": payload.message}).encode()
@@ -161,9 +216,19 @@ def encode(kind: Kind, payload: object) -> bytes:
 
 
 def decode_payload(kind: Kind, body: bytes) -> Message:
-    if kind in (Kind.AUDIO, Kind.PROBS):
-        return kind, np.frombuffer(body, dtype=np.float32)
+    if kind is Kind.PROBS:
+        return np.frombuffer(body, dtype=np.float32)
     d = json.loads(body)
+    if kind is Kind.AUDIO:
+        return Written(**d)
+    if kind is Kind.CHUNK:
+        return ChunkDone(**d)
+    if kind is Kind.CREDIT:
+        return Credit(**d)
+    if kind is Kind.RELEASE:
+        return Release(**d)
+    if kind is Kind.FINISH:
+        return ChunkJob(d["id"], tuple((int(a), int(b)) for a, b in d["spans"]))
     if kind is Kind.INFO:
         return StreamInfo(**d)
     if kind is Kind.RANGE_DONE:
