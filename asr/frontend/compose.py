@@ -257,7 +257,7 @@ class FrontEndRun:
                                     workers=workers, first_chunk_s=first_chunk_s),
             stream=info,
             warnings=self._warnings(info, summaries) + policy.length_warnings(
-                self.name, info, total_samples / SAMPLE_RATE, any(s.truncated_at_s is not None for s in summaries)),
+                self.name, info, audio_end / SAMPLE_RATE, any(s.truncated_at_s is not None for s in summaries)),
             audio=whole.array() if whole is not None else None,
         )
         return self._summary
