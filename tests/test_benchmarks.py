@@ -20,3 +20,6 @@ def test_frontend_benchmark_keeps_all_detected_speech(shared_audio):
     assert out["ours_speech_kept_s"] == out["ours_speech_detected_s"] > 30
     assert out["ours_wall_s"] > 0 and out["ours_peak_rss_mb"] > 0 and out["ours_1core_wall_s"] > 0
     assert out["same_plan_1_vs_all_cores"] is True
+    # the parent only plans: its CPU is a small part of the children's (which decode and normalise)
+    assert 0 < out["parent_cpu_s_per_h"] < out["children_cpu_s_per_h"] / 10
+    assert 0 < out["first_chunk_s"] < out["ours_wall_s"]
