@@ -193,6 +193,7 @@ def main() -> int:
     ap.add_argument("--no-aligner", action="store_true", help="full size without the 24-layer CTC aligner")
     ap.add_argument("--load-clients", type=int, default=0,
                     help="after the variants: this many concurrent 30 s clips through the scheduler (benchmarks/load.py)")
+    ap.add_argument("--load-no-sequential", action="store_true", help="with --load-clients: skip the one-by-one baseline")
     ap.add_argument("--load-long-minutes", type=int, default=0, help="with --load-clients: a short clip during a long file")
     ap.add_argument("--end-to-end-all", action="store_true", help="end to end for every variant (default: the first)")
     ap.add_argument("--json", action="store_true", help="print one JSON line per variant")
@@ -264,7 +265,8 @@ def main() -> int:
         target = load.InProcessTarget(runner)
         try:
             long_file = make_mp3(args.load_long_minutes) if args.load_long_minutes else None
-            for row in load.measure(target, clips, args.load_clients, 1, long_file, sequential=True):
+            for row in load.measure(target, clips, args.load_clients, 1, long_file,
+                                    sequential=not args.load_no_sequential):
                 row.update(model=name, family=args.family, variant=f"load:{args.load_clients}",
                            batch_size=engine.batch_size, model_only_rtfx_same_run=first_rtfx)
                 print(json.dumps(row), flush=True)

@@ -64,15 +64,24 @@ def _k_weighting() -> tuple[np.ndarray, np.ndarray]:
     return b, a
 
 
+TESTED_SCIPY = "1.17.1"
+"""The scipy release whose private filter kernel `_lfilter` may load directly."""
+
+
 @functools.lru_cache(maxsize=1)
 def _lfilter():
     """scipy's `lfilter` kernel (`scipy.signal._sigtools._linear_filter`), loaded on its own:
-    importing `scipy.signal` costs about 1 s of CPU, the kernel alone 20 ms. Falls back to the
-    public `scipy.signal.lfilter` should a scipy release move it."""
+    importing `scipy.signal` costs about 1 s of CPU, the kernel alone 20 ms. Only with the scipy
+    release this was written and tested against (constraints.txt): on a host with another scipy
+    the decoder children crashed (SIGSEGV), so any other release gets the public
+    `scipy.signal.lfilter`."""
     import importlib.machinery
+    import importlib.metadata
     import importlib.util
 
     try:
+        if importlib.metadata.version("scipy") != TESTED_SCIPY:
+            raise ImportError("another scipy release")
         import scipy
 
         folder = os.path.join(os.path.dirname(scipy.__file__), "signal")
@@ -80,9 +89,10 @@ def _lfilter():
         loader = importlib.machinery.ExtensionFileLoader("scipy.signal._sigtools", os.path.join(folder, name))
         spec = importlib.util.spec_from_file_location("scipy.signal._sigtools", loader.path, loader=loader)
         module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
         kernel = module._linear_filter
         return lambda b, a, x: kernel(b, a, x, -1)
-    except (ImportError, StopIteration, AttributeError, OSError):
+    except (ImportError, StopIteration, AttributeError, OSError, importlib.metadata.PackageNotFoundError):
         from scipy.signal import lfilter
 
         return lfilter
