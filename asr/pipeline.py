@@ -55,9 +55,9 @@ class Timings:
     frontend_s: float = 0.0
     """From the start until the front end had decoded and scored the whole file."""
     model_s: float = 0.0
-    """Inside the model (all batches)."""
+    """Inside the model: the batches that held this file's chunks (a shared batch counts in full)."""
     wait_s: float = 0.0
-    """The model idle, waiting for the front end's next chunk."""
+    """The scheduler idle while this file was being worked on: the model waiting for front ends."""
     lid_s: float = 0.0
     """Inside the language identifier (source_lang auto)."""
     diarize_s: float = 0.0
