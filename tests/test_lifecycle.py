@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 import time
@@ -39,9 +40,17 @@ def start_async(server, prediction_id: str, inputs: dict) -> tuple[threading.Thr
     return thread, result
 
 
-def wait_busy(server, within_s: float = 30) -> None:
+def wait_running(server, within_s: float = 30) -> None:
+    """Until the worker says a prediction runs (its activity file; with several slots the server
+    stays READY while one prediction runs)."""
+    activity = server.log_path.parent / "activity.json"
     deadline = time.monotonic() + within_s
-    while server.health() != "BUSY":
+    while True:
+        try:
+            if json.loads(activity.read_text())["running"]:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
         assert time.monotonic() < deadline, "the prediction never started"
         time.sleep(0.05)
 
@@ -49,7 +58,7 @@ def wait_busy(server, within_s: float = 30) -> None:
 def test_cancel_stops_a_long_prediction_and_the_next_one_works(server, long_mp3):
     before = sorted(os.listdir(server.tmpdir))
     thread, result = start_async(server, "cancel-me", {"audio": uri(long_mp3), "source_lang": "en"})
-    wait_busy(server)
+    wait_running(server)
     time.sleep(3.0)  # decoding and the first batches are under way
     asked = time.monotonic()
     status, _ = server.request("POST", "/predictions/cancel-me/cancel")
@@ -66,15 +75,36 @@ def test_cancel_stops_a_long_prediction_and_the_next_one_works(server, long_mp3)
     assert body["status"] == "succeeded", body
 
 
-def test_a_second_request_while_busy_gets_409(server, long_mp3):
-    thread, result = start_async(server, "hold-the-slot", {"audio": uri(long_mp3), "source_lang": "en"})
-    wait_busy(server)
+def test_a_second_request_while_one_runs_is_served_at_once(server, long_mp3):
+    """Predictions run concurrently: a short one sent while a long one runs succeeds before it."""
+    thread, result = start_async(server, "long-one", {"audio": uri(long_mp3), "source_lang": "en"})
+    wait_running(server)
     status, body = server.predict(audio=uri(long_mp3.parent / "one.mp3"), source_lang="en")
-    assert status == 409
-    assert "busy" in body.get("error", "").lower()
-    server.request("POST", "/predictions/hold-the-slot/cancel")
+    assert status == 200 and body["status"] == "succeeded", body
+    assert thread.is_alive(), "the long prediction should still be running"
+    server.request("POST", "/predictions/long-one/cancel")
     thread.join(timeout=60)
+    assert result["body"]["status"] == "canceled"
     assert server.ready()
+
+
+def test_a_request_past_the_concurrency_limit_gets_409(tiny_model, long_mp3, tmp_path):
+    """With one slot (ASR_MAX_CONCURRENCY=1), a second request while the first runs gets 409."""
+    from tests.service import start_server, stop_server
+
+    one = {"ASR_MAX_CONCURRENCY": "1", "COG_MAX_CONCURRENCY": "1", "ASR_LID_MODEL": "none", "ASR_DIAR_MODEL": "none"}
+    srv = start_server(tiny_model, tmp_path / "server.log", env=one)
+    try:
+        thread, result = start_async(srv, "hold-the-slot", {"audio": uri(long_mp3), "source_lang": "en"})
+        wait_running(srv)
+        status, body = srv.predict(audio=uri(long_mp3.parent / "one.mp3"), source_lang="en")
+        assert status == 409
+        assert "busy" in body.get("error", "").lower() or "capacity" in body.get("error", "").lower(), body
+        srv.request("POST", "/predictions/hold-the-slot/cancel")
+        thread.join(timeout=60)
+        assert srv.ready()
+    finally:
+        stop_server(srv)
 
 
 def test_no_state_leaks_between_predictions(server, shared_audio):
@@ -93,7 +123,7 @@ def test_cancel_while_the_decoder_hangs(server):
     deadline_s = 20.0
     hang = "data:audio/wav;base64," + base64.b64encode(b"ASR-FAULT:hang\n").decode()
     thread, result = start_async(server, "stuck-decoder", {"audio": hang, "source_lang": "en"})
-    wait_busy(server)
+    wait_running(server)
     wait_until(lambda: decoder_children() != [], within_s=30, what="the decoder never started")
     child_seen = time.monotonic()
     server.request("POST", "/predictions/stuck-decoder/cancel")

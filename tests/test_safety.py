@@ -148,9 +148,11 @@ def _probe(url: str, state: Path, activity: Path, **env) -> tuple[int, str]:
 
 
 def test_liveness_check_catches_coglets_stuck_slot(tiny_model, tmp_path):
-    """A prediction id of 256+ bytes leaves coglet 0.23.1's only slot BUSY for good; the check
-    says alive while the server is READY or busy within bounds, and dead once the bound passes."""
-    srv = start_server(tiny_model, tmp_path / "server.log", env={"TMPDIR": str(tmp_path)})
+    """A prediction id of 256+ bytes leaves a coglet 0.23.1 slot BUSY for good; with one slot
+    (ASR_MAX_CONCURRENCY=1; with more, each such id takes one) the check says alive while the
+    server is READY or busy within bounds, and dead once the bound passes."""
+    srv = start_server(tiny_model, tmp_path / "server.log",
+                       env={"TMPDIR": str(tmp_path), "ASR_MAX_CONCURRENCY": "1", "COG_MAX_CONCURRENCY": "1"})
     try:
         activity, state = tmp_path / "activity.json", tmp_path / "health-state.json"
         assert json.loads(activity.read_text())["running"] is False  # written at setup
