@@ -150,11 +150,7 @@ class AEDModel:
         try:
             with torch.inference_mode(), runtime.quiet_nemo():
                 stages = self.stages
-                stages.start(self.device)
-                data = self.staging.batch(batch)
-                stages.mark("batch")
-                feats, feat_lens = batching.features(model.preprocessor, data)
-                stages.mark("features")
+                data, feats, feat_lens = batching.prepare(self.staging, model.preprocessor, batch, stages)
                 states, mask = self._encode(feats, feat_lens)
                 stages.mark("encoder")
                 hyps = model.decoding.decode_predictions_tensor(

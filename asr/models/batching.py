@@ -93,3 +93,14 @@ class DeviceBatch:
 def features(preprocessor, batch: DeviceBatch):
     """(features (B, mels, frames) float32, frame lengths) for the whole batch on the device."""
     return preprocessor(input_signal=batch.signal, length=batch.lengths)
+
+
+def prepare(staging: HostStaging, preprocessor, audios: Sequence[np.ndarray], stages):
+    """The stages every adapter starts with: the padded batch on the device, then its features.
+    Returns (the device batch, features, frame lengths); `stages` is the adapter's StageTimer."""
+    stages.start(staging.device)
+    data = staging.batch(audios)
+    stages.mark("batch")
+    feats, feat_lens = features(preprocessor, data)
+    stages.mark("features")
+    return data, feats, feat_lens

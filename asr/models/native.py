@@ -89,11 +89,7 @@ class NativeTimestampModel:
         model = self.model
         with torch.inference_mode(), runtime.quiet_nemo():
             stages = self.stages
-            stages.start(self.device)
-            data = self.staging.batch(batch)
-            stages.mark("batch")
-            feats, feat_lens = batching.features(model.preprocessor, data)
-            stages.mark("features")
+            _, feats, feat_lens = batching.prepare(self.staging, model.preprocessor, batch, stages)
             encoded, encoded_len = model.encoder(audio_signal=feats.to(batching.compute_dtype(model.encoder)),
                                                  length=feat_lens)
             stages.mark("encoder")
