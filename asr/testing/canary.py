@@ -25,6 +25,11 @@ LANGUAGES = CODES
 
 TINY_PHRASE = "Hello world! The quick brown fox."
 """What the tiny model says for every chunk (see build_tiny_model)."""
+TINY_DOUBT = ("fox", "dog")
+"""The one word the tiny model is unsure of, and the word it nearly says instead ("The quick brown
+dog."): the rival trails by TINY_DOUBT_MARGIN nats, so word confidence has a low word to find and
+phrase boosting ("dog" as a hotword) has a decision to turn."""
+TINY_DOUBT_MARGIN = 1.5
 
 _CANARY2_SPECIALS = [
     # Canary's special-token order (ids 1..): the ids NeMo and the real checkpoint agree on.
@@ -216,39 +221,74 @@ def build(out_path: str | os.PathLike, seed: int = 0) -> Path:
     return out
 
 
-def _teach_phrase(model, phrase: str) -> None:
+def _teach_phrase(model, phrase: str, doubt: tuple[str, str] = TINY_DOUBT,
+                  margin: float = TINY_DOUBT_MARGIN) -> None:
     """Set the decoder so that, from the prompt's last token, it emits `phrase` then
     <|endoftext|>. Self- and cross-attention outputs are zeroed, so each layer passes the token
     embedding through; the first layer's feed-forward maps token i to token i+1 of the chain
-    (one ReLU unit per token), and the tied head reads the result off the embedding."""
+    (one ReLU unit per token), and the tied head reads the result off the embedding.
+
+    `doubt` = (word of the phrase, rival): where the phrase says the word, the rival scores
+    `margin` nats below it (calibrated by bisection), and after the rival the chain goes on as
+    after the word."""
     import torch
 
     tok = model.tokenizer
     chain = [tok.token_to_id("<|nodiarize|>")] + list(tok.text_to_ids(phrase)) + [tok.eos]
     if len(set(chain)) != len(chain):
         raise ValueError(f"the tiny phrase must tokenize to distinct tokens, got {tok.ids_to_tokens(chain)}")
+    word_ids, rival_ids = tok.text_to_ids(doubt[0]), tok.text_to_ids(doubt[1])
+    if len(word_ids) != 1 or len(rival_ids) != 1 or word_ids[0] not in chain or rival_ids[0] in chain:
+        raise ValueError(f"the doubtful word and its rival must be single tokens, the word in the phrase: {doubt}")
+    at = chain.index(word_ids[0])  # chain position of the doubtful word; the rival branches from at - 1
     dec = model.transf_decoder
     emb = dec.embedding.token_embedding.weight  # tied with the output head
     d = emb.shape[1]
     g = torch.Generator().manual_seed(1)
-    basis = torch.randn(d, len(chain), generator=g)
+    basis = torch.randn(d, len(chain) + 1, generator=g)
     basis -= basis.mean(dim=0, keepdim=True)  # zero-mean columns pass LayerNorm unchanged in direction
     basis, _ = torch.linalg.qr(basis)
-    u = basis.T  # one orthonormal, zero-mean direction per chain token
+    u = basis.T  # one orthonormal, zero-mean direction per chain token, then the rival's
+    u_rival = u[len(chain)]
     scale = np.sqrt(d)  # LayerNorm output of a unit zero-mean vector
+    layers = dec.decoder.layers
+    ff = layers[0].third_sub_layer
     with torch.no_grad():
         for k, t in enumerate(chain):
             emb[t] = 100.0 * u[k]
-        layers = dec.decoder.layers
+        emb[rival_ids[0]] = 100.0 * u_rival
         for layer in layers:
             for attn in (layer.first_sub_layer, layer.second_sub_layer):
                 attn.out_projection.weight.zero_()
                 attn.out_projection.bias.zero_()
             layer.third_sub_layer.dense_out.weight.zero_()
             layer.third_sub_layer.dense_out.bias.zero_()
-        ff = layers[0].third_sub_layer
         ff.dense_in.weight.zero_()
         ff.dense_in.bias.fill_(-0.5 * scale)
         for k in range(len(chain) - 1):
             ff.dense_in.weight[k] = u[k]  # fires (~scale/2) only for chain token k
             ff.dense_out.weight[:, k] = (3.0 * scale * u[k + 1] - scale * u[k]) / (0.5 * scale)
+        r = len(chain) - 1  # the rival's own unit: after it, the chain goes on as after the word
+        ff.dense_in.weight[r] = u_rival
+        ff.dense_out.weight[:, r] = (3.0 * scale * u[at + 1] - scale * u_rival) / (0.5 * scale)
+    base = ff.dense_out.weight[:, at - 1].clone()
+    dec.eval()
+    model.log_softmax.eval()
+
+    def rival_gap(c: float) -> float:
+        with torch.no_grad():
+            ff.dense_out.weight[:, at - 1] = base + c * 3.0 * scale * u_rival / (0.5 * scale)
+            ids = torch.tensor([chain[:at]])
+            states = torch.zeros(1, 1, d)
+            hidden = dec(input_ids=ids, decoder_mask=torch.ones_like(ids), encoder_embeddings=states,
+                         encoder_mask=torch.ones(1, 1))
+            logits = model.log_softmax(hidden_states=hidden)[0, -1]
+            return float(logits[word_ids[0]] - logits[rival_ids[0]])
+
+    lo, hi = 0.0, 1.0  # gap(0) is large and positive, gap(1) negative: bisect to `margin`
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if rival_gap(mid) > margin else (lo, mid)
+    gap = rival_gap(lo)
+    if abs(gap - margin) > 0.05:
+        raise ValueError(f"could not set the rival's margin to {margin} (got {gap:.3f})")
