@@ -17,6 +17,7 @@ from cog import BaseRunner, Input, Path, concurrent, current_scope
 
 from asr import formats, health, settings
 from asr.errors import ASRError
+from asr.hotwords import DEFAULT_BOOST, MAX_BOOST, MAX_PHRASE_CHARS, MAX_PHRASES, MIN_BOOST
 from asr.languages import ALL_CODES, NAMES
 from asr.pipeline import Transcriber
 from asr.sweeper import Sweeper, SweepOptions, use_private_tempdir
@@ -41,6 +42,9 @@ class Word(TypedDict):
     """Seconds on the original audio's timeline."""
     end: float
     word: str
+    confidence: NotRequired[float]
+    """0 to 1: the probability the model gave this word (the product of its tokens' probabilities);
+    every loaded speech model sets it."""
     speaker: NotRequired[str]
     """Only with diarize."""
 
@@ -53,6 +57,8 @@ class Segment(TypedDict):
     """Empty for translations and without timestamps."""
     language: str
     """The source language of the chunk this segment came from."""
+    confidence: NotRequired[float]
+    """0 to 1: the mean confidence of its words (of its chunk's words, without word times)."""
     speaker: NotRequired[str]
     """Only with diarize."""
     overlap: NotRequired[bool]
@@ -159,11 +165,24 @@ class Runner(BaseRunner):
         max_line_chars: int = Input(
             default=42, ge=10, le=200, description="Longest subtitle line, in characters (two lines per cue)."
         ),
+        hotwords: Optional[list[str]] = Input(
+            default=None,
+            description=f"Words and phrases the model should prefer where it hears them (names, products, "
+            f"jargon): at most {MAX_PHRASES} phrases of at most {MAX_PHRASE_CHARS} characters. Write them as "
+            "they should appear; each is also boosted with its words capitalised, and lower-cased for "
+            "models that write lower case. Canary then decodes with beam search (slower); a model "
+            "without a subword tokenizer refuses them.",
+        ),
+        hotwords_boost: float = Input(
+            default=DEFAULT_BOOST, ge=MIN_BOOST, le=MAX_BOOST,
+            description="How strongly hotwords are preferred: higher finds more of them and wrongly "
+            "inserts more of them too.",
+        ),
     ) -> Output:
         options = TranscribeOptions(
             source_lang=source_lang, target_lang=target_lang, pnc=pnc, timestamps=timestamps,
             subtitles=SubtitleOptions(max_segment_s=max_segment_s, max_line_chars=max_line_chars),
-            model=model, diarize=diarize,
+            model=model, diarize=diarize, hotwords=tuple(hotwords or ()), hotwords_boost=hotwords_boost,
         )
         self._mark(+1)
         cancel = threading.Event()

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from . import settings
+from . import hotwords, settings
 from .errors import InputError, LanguageError, Stopped
 from .frontend import FrontEnd, Progress
 from .languages import ALL_CODES, normalise_code
@@ -36,7 +36,7 @@ from .segments import build_segments, join_text
 from .serving import DEFAULT_MAX_WAIT_S, BatchKey, Scheduler, Session
 from .serving.cores import CoreShare
 from .spool import ChunkSpool
-from .types import AUTO, MIXED, Chunk, ChunkResult, Request, Segment, TranscribeOptions, Transcript
+from .types import AUTO, MIXED, Chunk, ChunkResult, Hotwords, Request, Segment, TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,6 +81,9 @@ class Plan:
     target: str | None
     """With detection: the requested target, or None (each chunk in its own language)."""
     task: str | None
+    hotwords: Hotwords | None = None
+    """The phrases to boost, in the forms this model writes (asr.hotwords.for_model)."""
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,17 @@ class Transcriber:
         every refusal names what was wrong and what is accepted."""
         model = self.models.get(options.model)
         caps = model.capabilities
+        phrases = hotwords.parse(options.hotwords, options.hotwords_boost)
+        if phrases and not caps.boosting:
+            raise InputError(f"model {model.name} cannot boost hotwords (NeMo's phrase boosting needs a "
+                             "subword tokenizer); leave hotwords out, or choose a Canary, Parakeet or BPE CTC model")
+        # Canary with pnc off writes lower case; transducers and CTC write as they were trained.
+        cased = caps.cased and (options.pnc or not caps.needs_prompt)
+        boosted, notes = hotwords.for_model(phrases, options.hotwords_boost, cased)
+        return replace(self._check_languages(options, model), hotwords=boosted, warnings=notes)
+
+    def _check_languages(self, options: TranscribeOptions, model) -> Plan:
+        caps = model.capabilities
         if options.diarize and self.diarizer is None:
             raise InputError(
                 f"diarize needs the diarizer, which this server runs without ({DIAR_ENV}=none); "
@@ -198,7 +212,8 @@ class Transcriber:
             tracker.total = lambda: run.chunks_total
             routing = None
             if plan.source is not None:
-                request = Request(plan.source, plan.target, pnc=options.pnc, timestamps=options.timestamps)
+                request = Request(plan.source, plan.target, pnc=options.pnc, timestamps=options.timestamps,
+                                  hotwords=plan.hotwords)
                 pieces = self._stream(run, session, plan.model, request, plan.task, cancel)
             else:
                 pieces, routing = self._detect_then_transcribe(run, session, plan, options, timings, cancel, name)
@@ -214,7 +229,7 @@ class Transcriber:
                 timings.diarize_s = time.perf_counter() - t
             stats = session.stats
             timings.model_s, timings.batches, timings.wait_s = stats.model_s, stats.batches, stats.idle_s
-        warnings = summary.warnings + (routing.warnings if routing is not None else ())
+        warnings = plan.warnings + summary.warnings + (routing.warnings if routing is not None else ())
         languages = tuple(dict.fromkeys(p.source for p in pieces))
         if plan.source is not None:
             source, target, task = plan.source, plan.target, plan.task
@@ -311,7 +326,8 @@ class Transcriber:
             for i, (src, tgt, _task) in enumerate(per_chunk):
                 # a model that reads no prompt takes every chunk under one key (one stream of batches)
                 src, tgt, _ = (src, tgt, _task) if caps.needs_prompt else per_chunk[0]
-                key = BatchKey(model.name, Request(src, tgt, pnc=options.pnc, timestamps=options.timestamps))
+                key = BatchKey(model.name, Request(src, tgt, pnc=options.pnc, timestamps=options.timestamps,
+                                                   hotwords=plan.hotwords))
                 futures.append(session.submit(i, spool.get(i), key))
             session.finish()
             results = session.wait(futures)

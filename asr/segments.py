@@ -17,6 +17,7 @@ import textwrap
 from collections.abc import Iterable, Sequence
 
 from .frontend.chunking import TimeMap
+from .models.confidence import mean
 from .types import Chunk, ChunkResult, Segment, SubtitleOptions, TimedText, Word
 
 SENTENCE_ENDS = (".", "?", "!", "…", "。", "？", "！")
@@ -44,7 +45,7 @@ def map_words(chunk: Chunk, words: Sequence[TimedText]) -> list[Word]:
             b = max(a, b)
         start = tm.to_original_s(a, "start")
         end = max(start, tm.to_original_s(b, "end"))
-        out.append(Word(start_s=start, end_s=end, text=w.text))
+        out.append(Word(start_s=start, end_s=end, text=w.text, confidence=w.confidence))
     return out
 
 
@@ -56,13 +57,14 @@ def map_segments(chunk: Chunk, segments: Sequence[TimedText]) -> list[Segment]:
         a = min(max(s.start_s, 0.0), tm.duration_s)
         b = min(max(s.end_s, a), tm.duration_s)
         start = tm.to_original_s(a, "start")
-        out.append(Segment(start_s=start, end_s=max(start, tm.to_original_s(b, "end")), text=s.text))
+        out.append(Segment(start_s=start, end_s=max(start, tm.to_original_s(b, "end")), text=s.text,
+                           confidence=s.confidence))
     return out
 
 
-def chunk_segment(chunk: Chunk, text: str) -> Segment:
+def chunk_segment(chunk: Chunk, result: ChunkResult) -> Segment:
     """Without timestamps: the chunk's text over the chunk's extent."""
-    return Segment(start_s=chunk.start_s, end_s=chunk.end_s, text=text)
+    return Segment(start_s=chunk.start_s, end_s=chunk.end_s, text=result.text, confidence=result.confidence)
 
 
 def build_segments(
@@ -75,7 +77,7 @@ def build_segments(
     o = options or SubtitleOptions()
     items = [(c, r) for c, r in items if r.text]
     if not timestamps:
-        return [chunk_segment(c, r.text) for c, r in items]
+        return [chunk_segment(c, r) for c, r in items]
     segments: list[Segment] = []
     words: list[Word] = []  # the running word stream of consecutive chunks that have words
 
@@ -89,7 +91,7 @@ def build_segments(
             continue
         # translation, or a chunk the aligner gave no words: segment times only, for this chunk
         flush_words()
-        mapped = map_segments(c, r.segments) if r.segments else [chunk_segment(c, r.text)]
+        mapped = map_segments(c, r.segments) if r.segments else [chunk_segment(c, r)]
         segments.extend(part for s in mapped for part in fit_text(s, o))
     flush_words()
     return segments
@@ -124,6 +126,7 @@ def _segment(words: Sequence[Word]) -> Segment:
         end_s=max(w.end_s for w in words),
         text=" ".join(w.text for w in words),
         words=tuple(words),
+        confidence=mean([w.confidence for w in words]),
     )
 
 
@@ -165,7 +168,8 @@ def fit_text(seg: Segment, o: SubtitleOptions) -> list[Segment]:
             best_k, best_score, best_pos = k, score, pos
     left, right = " ".join(tokens[:best_k]), " ".join(tokens[best_k:])
     cut = seg.start_s + (seg.end_s - seg.start_s) * best_pos / (total + 1)
-    return fit_text(Segment(seg.start_s, cut, left), o) + fit_text(Segment(cut, seg.end_s, right), o)
+    return (fit_text(Segment(seg.start_s, cut, left, confidence=seg.confidence), o)
+            + fit_text(Segment(cut, seg.end_s, right, confidence=seg.confidence), o))
 
 
 def join_text(texts: Iterable[str]) -> str:

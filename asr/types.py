@@ -206,6 +206,8 @@ class TimedText:
     start_s: float
     end_s: float
     text: str
+    confidence: float | None = None
+    """0 to 1: how sure the model was of this text (asr.models.confidence); None where unknown."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,8 @@ class ChunkResult:
     text: str
     words: tuple[TimedText, ...] = ()
     segments: tuple[TimedText, ...] = ()
+    confidence: float | None = None
+    """The mean confidence of the chunk's words (for segments that have no word times)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,18 @@ class Request:
     target_lang: str
     pnc: bool = True
     timestamps: bool = True
+    hotwords: Hotwords | None = None
+    """Phrases to boost, already in the forms this model writes (asr.hotwords.for_model); None:
+    plain decoding. Part of the batch key, so batches group by phrase set."""
+
+
+@dataclass(frozen=True)
+class Hotwords:
+    """A phrase set to boost and how strongly (NeMo's boosting-tree weight)."""
+
+    phrases: tuple[str, ...]
+    """Sorted and without repeats, so equal sets compare (and batch) equal."""
+    boost: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -257,6 +273,9 @@ class TranscribeOptions:
     """One of the loaded models (ASR_MODEL); None means the first."""
     diarize: bool = False
     """Who spoke when: a speaker on every word and segment (needs the diarizer)."""
+    hotwords: tuple[str, ...] = ()
+    """Phrases to boost, as the user gave them (checked by asr.hotwords.parse)."""
+    hotwords_boost: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -268,9 +287,13 @@ class Word:
     text: str
     speaker: str | None = None
     """Set only with diarization (asr.post.speakers); None keeps it out of the output."""
+    confidence: float | None = None
+    """0 to 1: the probability the model gave the word (asr.models.confidence)."""
 
     def to_dict(self) -> dict:
         out = {"start": round(self.start_s, 3), "end": round(self.end_s, 3), "word": self.text}
+        if self.confidence is not None:
+            out["confidence"] = round(self.confidence, 4)
         if self.speaker is not None:
             out["speaker"] = self.speaker
         return out
@@ -291,6 +314,8 @@ class Segment:
     """With diarization: True where another speaker talked over part of this segment."""
     language: str | None = None
     """The source language of the chunk this segment came from (set by the pipeline)."""
+    confidence: float | None = None
+    """0 to 1: the mean confidence of its words (of the chunk's words, without word times)."""
 
     def to_dict(self) -> dict:
         out = {
@@ -299,6 +324,8 @@ class Segment:
             "text": self.text,
             "words": [w.to_dict() for w in self.words],
         }
+        if self.confidence is not None:
+            out["confidence"] = round(self.confidence, 4)
         if self.language is not None:
             out["language"] = self.language
         if self.speaker is not None:

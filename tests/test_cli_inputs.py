@@ -73,6 +73,8 @@ def test_published_schema_describes_the_output(server):
     assert segment["properties"]["start"]["type"] == "number"
     word = segment["properties"]["words"]["items"]
     assert word["required"] == ["start", "end", "word"] and "speaker" in word["properties"]
+    assert word["properties"]["confidence"]["type"] == "number"
+    assert segment["properties"]["confidence"]["type"] == "number"
     assert "speakers" not in out["required"], "absent without diarize"
     assert props["speakers"]["items"]["properties"]["speech_s"]["type"] == "number"
     for name in ("detected_language", "language_probability", "warnings", "srt", "vtt"):

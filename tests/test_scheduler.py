@@ -177,3 +177,29 @@ def test_a_part_full_batch_runs_after_the_short_wait_and_a_cancel_event_stops_wa
         assert time.monotonic() - t < 1.5
     scheduler.close()
     scheduler2.close()
+
+
+def test_batches_group_by_phrase_set():
+    """Requests with hotwords batch with requests of the same phrase set only (asr.hotwords)."""
+    from asr.types import Hotwords
+
+    model = EchoModel(batch_size=32)
+    scheduler = Scheduler(EchoModels(model), max_wait_s=10.0)
+    hot_a, hot_b = Hotwords(("Kubernetes",), 1.0), Hotwords(("NeMo", "Riva"), 2.0)
+    requests = [EN, Request("en", "en", hotwords=hot_a), Request("en", "en", hotwords=hot_b),
+                Request("en", "en", hotwords=Hotwords(("Kubernetes",), 1.0))]
+    sessions = [scheduler.open(str(k)) for k in range(len(requests))]
+    audios = [chunks(5, seed=20 + k) for k in range(len(requests))]
+    futures = [[s.submit(i, x, BatchKey("echo", r)) for i, x in enumerate(a)]
+               for s, a, r in zip(sessions, audios, requests)]
+    for s in sessions:
+        s.finish()
+    for s, f, a, r in zip(sessions, futures, audios, requests):
+        assert [x.text for x in s.wait(f)] == [expected_text(y, r) for y in a]
+    owner = {fingerprint(x): r for a, r in zip(audios, requests) for x in a}
+    assert len(model.batches) == 3, "three phrase sets (none, A twice, B): three batches"
+    for request, prints in model.batches:
+        assert {owner[p] for p in prints} == {request}
+    for s in sessions:
+        s.close()
+    scheduler.close()

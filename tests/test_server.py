@@ -44,9 +44,10 @@ def test_transcribe_data_uri(server, shared_audio):
     assert starts == sorted(starts)
     for s in out["segments"]:
         assert 0 <= s["start"] <= s["end"] <= out["duration_s"]
-        assert set(s) == {"start", "end", "text", "words", "language"} and s["language"] == "en"
+        assert set(s) == {"start", "end", "text", "words", "language", "confidence"} and s["language"] == "en"
+        assert 0.0 <= s["confidence"] <= 1.0
         for w in s["words"]:
-            assert set(w) == {"start", "end", "word"}
+            assert set(w) == {"start", "end", "word", "confidence"} and 0.0 <= w["confidence"] <= 1.0
             assert s["start"] <= w["start"] <= w["end"] <= s["end"]
     assert out["srt"].startswith("1\n00:00:0") and out["vtt"].startswith("WEBVTT\n\n")
     assert out["warnings"] == []  # a clean recording: nothing was done to it worth saying

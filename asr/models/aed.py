@@ -22,7 +22,7 @@ import numpy as np
 from .. import settings
 from ..languages import NAMES, pivot_pairs
 from ..types import ChunkResult, Request
-from . import aed_decoder, batching, runtime, xattn_cache
+from . import aed_decoder, batching, boosting, confidence, runtime, xattn_cache
 from .base import hypothesis_result, pad_short
 from .capabilities import Capabilities
 
@@ -65,6 +65,7 @@ def capabilities(model, languages: frozenset[str] | None = None) -> Capabilities
     return Capabilities(
         languages=frozenset(langs), picks_language=False, translation_pairs=pivot_pairs(langs),
         timestamps=stamps, word_timestamps=stamps != "none", needs_prompt=True,
+        boosting=boosting.can_boost(model), cased=boosting.writes_capitals(model),
     )
 
 
@@ -134,6 +135,9 @@ class AEDModel:
         self._prompts: dict[tuple, object] = {}
         aligner = getattr(model, "timestamps_asr_model", None)
         self._shared_features = aligner is not None and _same_preprocessor(model, aligner)
+        self.boosted = boosting.BoostedDecodings(model, "aed", device)
+        self.confidence = True
+        """Word confidence (asr.models.confidence); benchmarks turn it off to measure its cost."""
 
     def release(self) -> None:
         runtime.release(self.device)
@@ -153,11 +157,19 @@ class AEDModel:
                 data, feats, feat_lens = batching.prepare(self.staging, model.preprocessor, batch, stages)
                 states, mask = self._encode(feats, feat_lens)
                 stages.mark("encoder")
-                hyps = model.decoding.decode_predictions_tensor(
+                prompt = self._prompt(request, token_stamps, len(batch))
+                decoding = (model.decoding if request.hotwords is None
+                            else self.boosted.get(request.hotwords, request.source_lang))
+                hyps = decoding.decode_predictions_tensor(
                     encoder_hidden_states=states, encoder_input_mask=mask,
-                    decoder_input_ids=self._prompt(request, token_stamps, len(batch)), return_hypotheses=True,
+                    decoder_input_ids=prompt, return_hypotheses=True,
                 )
+                if isinstance(hyps, tuple):  # (best, n-best) from some strategies
+                    hyps = hyps[0]
                 stages.mark("decoder")
+                logprobs = (confidence.aed_token_logprobs(model, states, mask, prompt, hyps)
+                            if self.confidence else None)
+                stages.mark("confidence")
                 del states, mask
                 if aligned:
                     hyps = self._align(hyps, data, (feats, feat_lens) if self._shared_features else None)
@@ -169,7 +181,9 @@ class AEDModel:
                                                          model.cfg["preprocessor"]["window_stride"])
         finally:
             xattn_cache.clear(model)  # NeMo's generator path: do not hold a batch's encoder output
-        return [hypothesis_result(h, request.timestamps) for h in hyps]
+        words = ([confidence.word_confidences(model.tokenizer, confidence.token_ids(h), lp)
+                  for h, lp in zip(hyps, logprobs)] if logprobs is not None else [None] * len(hyps))
+        return [hypothesis_result(h, request.timestamps, confidences=c) for h, c in zip(hyps, words)]
 
     def _encode(self, feats, feat_lens):
         """EncDecMultiTaskModel.forward's encoder half, in the weights' dtype."""

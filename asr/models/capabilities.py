@@ -32,6 +32,10 @@ class Capabilities:
     """Word-level times are available (for transcription)."""
     needs_prompt: bool = False
     """One prompt (languages, task) per model call: batches must not mix requests (AED)."""
+    boosting: bool = False
+    """It can boost hotwords (NeMo's phrase boosting needs a subword tokenizer)."""
+    cased: bool = True
+    """It writes capitals (hotwords are matched in the case the model writes)."""
 
     def __post_init__(self) -> None:
         if self.timestamps not in TIMESTAMP_SOURCES:

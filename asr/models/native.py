@@ -17,7 +17,7 @@ import numpy as np
 
 from ..languages import NAMES
 from ..types import ChunkResult, Request
-from . import batching, runtime
+from . import batching, boosting, confidence, runtime
 from .base import hypothesis_result, pad_short
 from .capabilities import Capabilities
 
@@ -70,7 +70,11 @@ class NativeTimestampModel:
         self.capabilities = Capabilities(
             languages=langs, picks_language=len(langs) != 1, translation_pairs=frozenset(),
             timestamps="native", word_timestamps=True, needs_prompt=False,
+            boosting=boosting.can_boost(model), cased=boosting.writes_capitals(model),
         )
+        self.boosted = boosting.BoostedDecodings(model, self.family, device) if self.capabilities.boosting else None
+        self.confidence = True
+        """Word confidence (asr.models.confidence); benchmarks turn it off to measure its cost."""
 
     def release(self) -> None:
         runtime.release(self.device)
@@ -94,15 +98,41 @@ class NativeTimestampModel:
                                                  length=feat_lens)
             stages.mark("encoder")
             del feats
-            out = self._decode(encoded, encoded_len)
+            decoding = model.decoding
+            if request.hotwords is not None:
+                if self.boosted is None:
+                    raise ValueError(f"{self.name} cannot boost hotwords")  # the pipeline checks first
+                decoding = self.boosted.get(request.hotwords, request.source_lang)
+            out, evidence = self._decode(encoded, encoded_len, decoding)
             stages.mark("decoder")
             if isinstance(out, tuple):  # (best, n-best) from some decoders
                 out = out[0]
             if len(out) != len(batch):
                 raise RuntimeError(f"{self.name} returned {len(out)} results for {len(batch)} chunks")
+            words = self._confidences(out, evidence) if self.confidence else [None] * len(out)
+            del evidence
+            stages.mark("confidence")
             out = process_timestamp_outputs(out, model.encoder.subsampling_factor,
                                             model.cfg["preprocessor"]["window_stride"])
-        return [hypothesis_result(h, request.timestamps) for h in out]
+        return [hypothesis_result(h, request.timestamps, confidences=c) for h, c in zip(out, words)]
 
-    def _decode(self, encoded, encoded_len):
+    def _decode(self, encoded, encoded_len, decoding):
+        """(hypotheses of `decoding` (the model's own, or a boosted one) for the encoder output,
+        the evidence `_confidences` scores them from)."""
         raise NotImplementedError
+
+    def _confidences(self, hyps, evidence) -> list[list[float] | None]:
+        """One confidence per word of each hypothesis (asr.models.confidence)."""
+        raise NotImplementedError
+
+    def _words(self, ids: list[list[int]], logprobs) -> list[list[float] | None]:
+        tok = getattr(self.model, "tokenizer", None)
+        if tok is None:  # a character model: its vocabulary's labels, a space between words
+            labels = list(self.model.decoder.vocabulary)
+
+            class _Chars:
+                def ids_to_tokens(self, ids):
+                    return [labels[i] if i < len(labels) else "" for i in ids]
+
+            tok = _Chars()
+        return [confidence.word_confidences(tok, i, lp) for i, lp in zip(ids, logprobs)]

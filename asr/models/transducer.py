@@ -14,6 +14,7 @@ the GPU check's stress part (README "Performance").
 
 from __future__ import annotations
 
+from . import confidence
 from .native import NativeTimestampModel
 
 FIXED_FRAMES = 256
@@ -23,7 +24,8 @@ FIXED_FRAMES = 256
 class TransducerModel(NativeTimestampModel):
     family = "transducer"
 
-    def _decode(self, encoded, encoded_len):
+    def _decode(self, encoded, encoded_len, decoding):
+        original = encoded
         rows, frames = encoded.shape[0], encoded.shape[2]
         if self.device.startswith("cuda"):
             want_rows, want_frames = max(rows, self.batch_size), max(frames, FIXED_FRAMES)
@@ -33,7 +35,21 @@ class TransducerModel(NativeTimestampModel):
                 lengths = encoded_len.new_ones(want_rows)
                 lengths[:rows] = encoded_len
                 encoded, encoded_len = padded, lengths
-        out = self.model.decoding.rnnt_decoder_predictions_tensor(encoded, encoded_len, return_hypotheses=True)
+        out = decoding.rnnt_decoder_predictions_tensor(encoded, encoded_len, return_hypotheses=True)
         if isinstance(out, tuple):
             out = out[0]
-        return list(out)[:rows]
+        return list(out)[:rows], original
+
+    def _confidences(self, hyps, encoded):
+        """From each token's frame (`timestamp['timestep']`, which NeMo's decoder records) and the
+        encoder output it was decoded from."""
+        frames = []
+        for h in hyps:
+            stamps = h.timestamp if isinstance(h.timestamp, dict) else {}
+            steps = stamps.get("timestep", h.timestamp if not isinstance(h.timestamp, dict) else None)
+            steps = steps.tolist() if hasattr(steps, "tolist") else list(steps or [])
+            frames.append(steps)
+        if any(len(f) != len(confidence.token_ids(h)) for f, h in zip(frames, hyps)):
+            return [None] * len(hyps)  # a decoder that did not record a frame per token
+        logprobs = confidence.transducer_token_logprobs(self.model, encoded, frames, hyps)
+        return self._words([confidence.token_ids(h) for h in hyps], logprobs)

@@ -2,8 +2,8 @@
 the prompt it was called with and a fingerprint of its chunk's audio, so a chunk sent under the
 wrong prompt, or a result handed to the wrong chunk or the wrong prediction, shows in seconds.
 
-    text:  "<source>><target> <fingerprint> <n_samples>"   e.g. "en>de 3fa2c91b 320000"
-    words: the three parts, one per third of the chunk's duration
+    text:  "<source>><target> <fingerprint> <n_samples>[ <hotwords>]"   e.g. "en>de 3fa2c91b 320000"
+    words: the parts, each an equal share of the chunk's duration
 
 Optional behaviour for scheduler tests: a fixed time per batch and per chunk (a stand-in for the
 GPU's cost), a record of every batch it ran, and failure on a chosen fingerprint or on any batch
@@ -31,7 +31,10 @@ def fingerprint(audio: np.ndarray) -> str:
 
 
 def expected_text(audio: np.ndarray, request: Request) -> str:
-    return f"{request.source_lang}>{request.target_lang} {fingerprint(audio)} {audio.size}"
+    """With hotwords, the phrases follow (joined by '+'), so a chunk batched under another
+    request's phrase set shows too."""
+    hot = f" {'+'.join(request.hotwords.phrases).replace(' ', '_')}" if request.hotwords else ""
+    return f"{request.source_lang}>{request.target_lang} {fingerprint(audio)} {audio.size}{hot}"
 
 
 @dataclass
