@@ -99,8 +99,12 @@ class ForcedLength:
     def transcribe(self, audios, request):
         longest_s = max(a.size for a in audios) / 16_000
         n = max(1, math.ceil(self.tokens_per_s * longest_s))
-        self.generator.max_delta_len = -1
-        self.generator.max_seq_length = self.prompt_len + n
+        generators = [self.generator]
+        if request.hotwords is not None:  # the boosted beam search decodes to the same length
+            generators.append(self.engine.boosted.get(request.hotwords, request.source_lang).decoding.beam_search)
+        for generator in generators:
+            generator.max_delta_len = -1
+            generator.max_seq_length = self.prompt_len + n
         self.generated_tokens += n * len(audios)
         return self.engine.transcribe(audios, request)
 
@@ -197,6 +201,8 @@ def main() -> int:
     ap.add_argument("--load-long-minutes", type=int, default=0, help="with --load-clients: a short clip during a long file")
     ap.add_argument("--end-to-end-all", action="store_true", help="end to end for every variant (default: the first)")
     ap.add_argument("--json", action="store_true", help="print one JSON line per variant")
+    ap.add_argument("--hotwords", type=int, default=0,
+                    help="also a model-only pass with this many boosted phrases (and its cost against none)")
     args = ap.parse_args()
 
     import torch
@@ -246,7 +252,8 @@ def main() -> int:
         size = largest_batch(runner, chunks, plain, device) if batch == "max" else int(batch)
         engine.batch_size = size
         result = measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, device,
-                         end_to_end=(k == 0 or args.end_to_end_all), timestamps=kind != "nemo")
+                         end_to_end=(k == 0 or args.end_to_end_all), timestamps=kind != "nemo",
+                         hotwords=args.hotwords if kind != "nemo" else 0)
         first_rtfx = first_rtfx or result["rtfx_model"]
         result.update({
             "model": name, "family": args.family, "variant": f"{kind}:{batch}", "load_s": round(load_s, 1),
@@ -286,8 +293,20 @@ def model_pass(runner, engine, chunks, request, device) -> tuple[float, int]:
     return time.perf_counter() - t, getattr(runner, "generated_tokens", 0) - before
 
 
+def phrases(n: int, seed: int = 0) -> tuple[str, ...]:
+    """n made-up product names (two to four syllables, capitalised): phrases no model says."""
+    import random
+
+    rng = random.Random(seed)
+    syllables = [a + b for a in "bdfgklmnprstvz" for b in "aeiou"]
+    out: set[str] = set()
+    while len(out) < n:
+        out.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))).capitalize())
+    return tuple(sorted(out))
+
+
 def measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, device, end_to_end: bool,
-            timestamps: bool) -> dict:
+            timestamps: bool, hotwords: int = 0) -> dict:
     """(a) model only on the planned chunks, without and with timestamps, (b) one more pass with
     every stage timed, (c) the whole pipeline on the file with timestamps (the scheduler's path)."""
     import torch
@@ -311,6 +330,20 @@ def measure(runner, engine, frontend, audio_path, chunks, chunk_audio_s, device,
         "model_s": round(model_s, 3),
         "generated_tokens_per_s": round(tokens / model_s, 1) if tokens else None,
     }
+    if getattr(engine, "confidence", None) is not None:  # word confidence's cost: a pass without it
+        engine.confidence = False
+        bare_s, _ = model_pass(runner, engine, chunks, plain, device)
+        engine.confidence = True
+        out.update(rtfx_model_no_confidence=round(chunk_audio_s / bare_s, 1),
+                   confidence_cost=round(model_s / bare_s - 1.0, 3))
+    if hotwords and engine.capabilities.boosting:
+        from asr.types import Hotwords
+
+        hot = Request("en", "en", pnc=True, timestamps=False, hotwords=Hotwords(phrases(hotwords), 1.0))
+        runner.transcribe(chunks[: min(len(chunks), engine.batch_size)], hot)  # builds the tree, warms up
+        hot_s, _ = model_pass(runner, engine, chunks, hot, device)
+        out.update(hotwords=hotwords, rtfx_model_hotwords=round(chunk_audio_s / hot_s, 1),
+                   hotwords_cost=round(hot_s / model_s, 3))
     if timestamps and engine.capabilities.word_timestamps:
         runner.transcribe(chunks[: min(len(chunks), engine.batch_size)], stamped)
         stamped_s, _ = model_pass(runner, engine, chunks, stamped, device)
