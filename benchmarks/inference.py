@@ -201,6 +201,9 @@ def main() -> int:
     ap.add_argument("--load-long-minutes", type=int, default=0, help="with --load-clients: a short clip during a long file")
     ap.add_argument("--end-to-end-all", action="store_true", help="end to end for every variant (default: the first)")
     ap.add_argument("--json", action="store_true", help="print one JSON line per variant")
+    ap.add_argument("--end-to-end-full", action="store_true",
+                    help="also end to end with source_lang auto and diarize on (language identifier and diarizer "
+                         "built at full size on a GPU, tiny on the CPU)")
     ap.add_argument("--hotwords", type=int, default=0,
                     help="also a model-only pass with this many boosted phrases (and its cost against none)")
     args = ap.parse_args()
@@ -263,6 +266,12 @@ def main() -> int:
             print(json.dumps(result), flush=True)
             continue
         print(json.dumps(result, indent=1))
+    if args.end_to_end_full:
+        set_decoder(engine, "fast" if canary else "batch")
+        engine.batch_size = default_batch
+        row = end_to_end_full(runner, frontend, audio_path, device, tiny=args.tiny or not device.startswith("cuda"))
+        row.update(model=name, family=args.family, variant="auto+diarize", batch_size=engine.batch_size)
+        print(json.dumps(row), flush=True)
     if args.load_clients:
         import load
 
@@ -280,6 +289,47 @@ def main() -> int:
         finally:
             target.close()
     return 0
+
+
+def end_to_end_full(runner, frontend, audio_path, device: str, tiny: bool) -> dict:
+    """The whole pipeline as a user with every option runs it: source_lang auto (the language
+    identifier scores every chunk on the scheduler) and diarize on (Sortformer over the file),
+    with timestamps. The helpers are random-weight models with AmberNet's and Streaming
+    Sortformer 4spk-v2's sizes (tiny ones when `tiny`)."""
+    import torch
+
+    from asr.models import ModelSet
+    from asr.models.diarizer import Diarizer
+    from asr.models.langid import LanguageIdentifier
+    from asr.models.runtime import quiet_nemo
+    from asr.pipeline import Transcriber
+    from asr.testing import langid, sortformer
+    from asr.types import TranscribeOptions
+
+    with quiet_nemo():
+        lid = langid.build_langid_like(0, langid.TINY_DIMS if tiny else langid.AMBERNET_DIMS).to(device).eval()
+        diar = sortformer.build_sortformer(sortformer.SortformerDims() if tiny else sortformer.SORTFORMER_4SPK_V2_DIMS)
+    identifier = LanguageIdentifier(lid, name="langid", device=device)
+    diarizer = Diarizer(diar.to(device), name="sortformer", device=device)
+    transcriber = Transcriber(ModelSet([runner]), frontend, identifier=identifier, diarizer=diarizer)
+    cuda_sync(device)
+    t = time.perf_counter()
+    transcript = transcriber.transcribe(audio_path, TranscribeOptions(source_lang="auto", timestamps=True,
+                                                                      diarize=True))
+    cuda_sync(device)
+    wall_s = time.perf_counter() - t
+    timings = transcript.timings_s
+    transcriber.scheduler.close()
+    return {
+        "audio_s": round(transcript.duration_s, 1),
+        "rtfx_end_to_end": round(transcript.duration_s / wall_s, 1),
+        "end_to_end_s": round(wall_s, 3),
+        "share_model": round(timings["model_s"] / wall_s, 3),
+        "lid_s": timings.get("lid_s"), "diarize_s": timings.get("diarize_s"),
+        "share_waiting_for_frontend": round(timings["wait_s"] / wall_s, 3),
+        "speakers": len(transcript.speakers or ()),
+        "gpu_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None,
+    }
 
 
 def model_pass(runner, engine, chunks, request, device) -> tuple[float, int]:

@@ -22,8 +22,11 @@ def test_rehearsal_measures_every_part(tmp_path, tiny_model, shared_audio):
         by_part.setdefault(row["part"], []).append(row)
     (frontend,) = by_part["frontend"]
     assert frontend["ours_speech_kept_s"] == frontend["ours_speech_detected_s"] > 30
-    canary = [r for r in by_part["canary"] if not r["variant"].startswith("load")]
+    canary = [r for r in by_part["canary"] if not r["variant"].startswith(("load", "auto"))]
     assert [r["variant"] for r in canary] == ["fast:4", "nemo:4"]
+    full = [r for r in by_part["canary"] if r["variant"] == "auto+diarize"]
+    assert len(full) == 1 and full[0]["rtfx_end_to_end"] > 0 and full[0]["diarize_s"] > 0 and full[0]["lid_s"] > 0
+    assert canary[0]["hotwords"] == 5 and canary[0]["rtfx_model_hotwords"] > 0 and "confidence_cost" in canary[0]
     fast, nemo = canary
     assert fast["rtfx_end_to_end"] > 0 and 0 <= fast["share_model"] <= 1 and fast["audio_s"] >= 59
     assert fast["rtfx_model_timestamps"] > 0 and set(fast["stages_s_per_hour"]) >= {"encoder", "decoder", "alignment"}
