@@ -164,10 +164,9 @@ def ctc_log_probs(ctc_model, signal: torch.Tensor, signal_lens: torch.Tensor) ->
     return log_probs, encoded_lens
 
 
-Token = tuple[str, int, int, int]
-"""A word's token as the timestamps read it: (text, token id, s_start, s_end); s index y."""
-WordPlan = tuple[str, int, int, tuple[Token, ...]]
-"""(text, s_start, s_end, its non-blank tokens)."""
+WordPlan = tuple[str, int, int, int, tuple[str, ...], tuple[int, ...]]
+"""(text, s_start, s_end, base, pieces, ids); s index y. In every branch of `get_utt_obj` a word's
+tokens alternate with blanks, so its j-th token (pieces[j], ids[j]) sits at s = base + 2 j."""
 SegmentPlan = tuple[str, int, int, tuple[WordPlan, ...]]
 """(text, s_start, s_end, its words)."""
 
@@ -302,13 +301,9 @@ class _Subwords:
             for word in segment.split(word_separator) if word_separator not in (None, "") else [segment]:
                 pieces, word_ids = self.word(word)
                 word_end = word_s + 2 * len(pieces) - 2
-                tokens = []
-                for piece, token_id in zip(pieces, word_ids):
-                    s = len(ids)
+                words.append((word, word_s, word_end, len(ids), pieces, word_ids))
+                for token_id in word_ids[: len(pieces)]:  # NeMo zips the two
                     ids += (token_id, blank)
-                    if piece != _BLANK_TEXT:  # NeMo's dicts skip tokens by this text
-                        tokens.append((piece, token_id, s, s))
-                words.append((word, word_s, word_end, tuple(tokens)))
                 word_s = word_end + 2
             segments.append((segment, segment_s, segment_end, tuple(words)))
             segment_s = segment_end + 2
@@ -328,13 +323,21 @@ def plan_from_utterance(utt) -> TextPlan:
     for segment in utt.segments_and_tokens:
         if not isinstance(segment, Segment):
             continue
-        words = tuple(
-            (word.text, word.s_start, word.s_end,
-             tuple((t.text, t.token_id, t.s_start, t.s_end) for t in word.tokens if t.text != _BLANK_TEXT))
-            for word in segment.words_and_tokens if isinstance(word, Word)
-        )
+        words = tuple(_word_plan(word) for word in segment.words_and_tokens if isinstance(word, Word))
         segments.append((segment.text, segment.s_start, segment.s_end, words))
     return TextPlan(tuple(utt.token_ids_with_blanks), tuple(segments))
+
+
+def _word_plan(word) -> WordPlan:
+    """A NeMo Word as a plan, checking the layout the plan relies on (tokens at base + 2 j, blank
+    Tokens between them)."""
+    tokens, between = word.tokens[0::2], word.tokens[1::2]
+    base = tokens[0].s_start if tokens else word.s_start
+    if any(t.s_start != base + 2 * j or t.s_end != t.s_start for j, t in enumerate(tokens)) or any(
+        t.text != _BLANK_TEXT for t in between
+    ):
+        raise ValueError(f"unexpected layout of NeMo's Word {word.text!r}")
+    return word.text, word.s_start, word.s_end, base, tuple(t.text for t in tokens), tuple(t.token_id for t in tokens)
 
 
 def _nemo_plan(ctc_model, text: str, separators, word_separator) -> tuple[TextPlan, int]:
@@ -395,14 +398,17 @@ def fit_to_frames(ctc_model, prepared: PreparedTexts, T_lens: Sequence[int], voc
     `len(tokenizer.vocab) + 1`)."""
     import torch
 
+    import numpy as np
+
     if len(T_lens) != len(prepared.plans):
         raise ValueError(f"{len(T_lens)} frame counts for {len(prepared.plans)} texts")
     plans = [prepared.blank if n > T else plan for plan, n, T in zip(prepared.plans, prepared.check_tokens, T_lens)]
     U_lens = [len(p.token_ids) for p in plans]
-    U_max = max(U_lens, default=1)
-    rows = [[*p.token_ids, *([vocab_size] * (U_max - len(p.token_ids)))] for p in plans]
-    y = torch.tensor(rows, dtype=torch.long) if rows else torch.full((0, 1), vocab_size, dtype=torch.long)
-    return AlignmentBatch(y=y, T_lens=list(T_lens), U_lens=U_lens, plans=plans, frame_s=output_frame_s(ctc_model))
+    y = np.full((len(plans), max(U_lens, default=1)), vocab_size, dtype=np.int64)
+    for row, plan in zip(y, plans):
+        row[: len(plan.token_ids)] = plan.token_ids
+    return AlignmentBatch(y=torch.from_numpy(y), T_lens=list(T_lens), U_lens=U_lens, plans=plans,
+                          frame_s=output_frame_s(ctc_model))
 
 
 def prepare_batch(
@@ -457,14 +463,25 @@ def align_hypotheses(
     alignments = viterbi_batch(
         log_probs, y.to(log_probs.device, non_blocking=True), torch.tensor(batch.T_lens), torch.tensor(batch.U_lens),
     )
-    _apply_alignments(ctc_model, batch, alignments, hypotheses, types, frozenset(supported_punctuation))
+    stamps = batch_timestamps(ctc_model, batch, alignments, types, supported_punctuation)
+    for hyp, timestamp in zip(hypotheses, stamps):
+        hyp.timestamp = timestamp
     return list(hypotheses)
 
 
-def _apply_alignments(ctc_model, batch: AlignmentBatch, alignments, hypotheses, types, punctuation) -> None:
+def batch_timestamps(
+    ctc_model,
+    batch: AlignmentBatch,
+    alignments: Sequence[Sequence[int]],
+    types: Sequence[str] = DEFAULT_TIMESTAMP_TYPES,
+    supported_punctuation: Iterable[str] = DEFAULT_SUPPORTED_PUNCTUATION,
+) -> list[dict[str, list[dict]]]:
+    """Each text's timestamp dicts from its Viterbi path: the host work left after the read-back."""
+    frames = _FrameTimes(batch.frame_s, max((len(a) for a in alignments), default=0))
     char_text = _char_texts(ctc_model)
-    for plan, alignment, hyp in zip(batch.plans, alignments, hypotheses):
-        hyp.timestamp = timestamps_from_plan(plan, alignment, batch.frame_s, types, punctuation, char_text)
+    punctuation = frozenset(supported_punctuation)
+    return [timestamps_from_plan(plan, alignment, frames, types, punctuation, char_text)
+            for plan, alignment in zip(batch.plans, alignments)]
 
 
 def _timestamp_types(timestamp_type: str | Iterable[str]) -> list[str]:
@@ -485,9 +502,34 @@ def _offset(t_s: float, frame_s: float) -> int:
     return int(t_s / frame_s) if t_s != -1 else -1
 
 
-def _entry(kind: str, text: str, t_start: float, t_end: float, frame_s: float) -> dict:
-    return {kind: text, "start_offset": _offset(t_start, frame_s), "end_offset": _offset(t_end, frame_s),
-            "start": round(t_start, 2), "end": round(t_end, 2)}
+Time = tuple[float, float, int]
+"""(seconds, seconds rounded to 2 places, offset in frames) as NeMo writes a t_start or t_end."""
+_NOT_VISITED: Time = (-1, round(-1, 2), -1)
+"""NeMo's time of a state the path never visits: -1 (an int, so JSON keeps it -1)."""
+
+
+class _FrameTimes:
+    """Frame index k -> NeMo's (k * frame_s, round(k * frame_s, 2), int(k * frame_s / frame_s)),
+    each computed once per batch instead of per word."""
+
+    def __init__(self, frame_s: float, frames: int) -> None:
+        self.frame_s = frame_s
+        self.times: list[Time] = []
+        for k in range(frames + 1):  # an end is the frame after the last one
+            t = k * frame_s
+            self.times.append((t, round(t, 2), _offset(t, frame_s)))
+
+    def start(self, first: dict[int, int], s: int) -> Time:
+        k = first.get(s)
+        return _NOT_VISITED if k is None else self.times[k]
+
+    def end(self, last: dict[int, int], s: int) -> Time:
+        k = last.get(s)
+        return _NOT_VISITED if k is None else self.times[k + 1]
+
+
+def _entry(kind: str, text: str, start: Time, end: Time) -> dict:
+    return {kind: text, "start_offset": start[2], "end_offset": end[2], "start": start[1], "end": end[1]}
 
 
 def _char_texts(ctc_model):
@@ -519,52 +561,55 @@ def _first_last(alignment: Sequence[int]) -> tuple[dict[int, int], dict[int, int
     return first, last
 
 
-def timestamps_from_plan(plan: TextPlan, alignment: Sequence[int], frame_s: float, types: Sequence[str],
+def timestamps_from_plan(plan: TextPlan, alignment: Sequence[int], frames: _FrameTimes, types: Sequence[str],
                          punctuation: frozenset[str], char_text=None) -> dict[str, list[dict]]:
     """The word / segment / char dicts of one aligned text: NeMo's `add_t_start_end_to_utt_obj`
     then the nested `process_timestamps` of NeMo 3.0's
     `get_forced_aligned_timestamps_with_external_model` (timestamp_utils.py, not importable on
-    its own), on the plan instead of the Utterance tree. A punctuation token takes the end of
-    the token before it in its word, and a word or segment that ends on it ends there too (a CTC
-    model often spreads a full stop over the silence after it). `char_text` (token id -> text)
-    is needed only for 'char'."""
+    its own), on the plan instead of the Utterance tree. `frames` covers the path's length;
+    `char_text` (token id -> text) is needed only for 'char'. A word's tokens are read only when
+    it has punctuation or 'char' is asked for."""
     first, last = _first_last(alignment)
     out: dict[str, list[dict]] = {t: [] for t in types}
     segments, words, chars = out.get("segment"), out.get("word"), out.get("char")
-
-    def start(s: int) -> float:
-        t = first.get(s)
-        return -1 if t is None else t * frame_s
-
-    def end(s: int) -> float:
-        t = last.get(s)
-        return -1 if t is None else (t + 1) * frame_s
-
     for segment_text, segment_s, segment_e, segment_words in plan.segments:
-        segment_end = end(segment_e)
+        segment_end = frames.end(last, segment_e)
         if segments is not None:
-            segments.append(_entry("segment", segment_text, start(segment_s), segment_end, frame_s))
-        for word_text, word_s, word_e, tokens in segment_words:
-            word_end = end(word_e)
+            segments.append(_entry("segment", segment_text, frames.start(first, segment_s), segment_end))
+        for word_text, word_s, word_e, base, pieces, ids in segment_words:
+            word_end = frames.end(last, word_e)
             if words is not None:
-                words.append(_entry("word", word_text, start(word_s), word_end, frame_s))
-            ends: list[float] = []  # each token's end so far, as NeMo's Token objects hold it
-            for token_text, token_id, token_s, token_e in tokens:
-                t_start, t_end = start(token_s), end(token_e)
-                if token_text in punctuation:
-                    previous_end = round(ends[-1], 2) if ends else round(t_start, 2)
-                    if segments is not None and segment_end == word_end:
-                        segments[-1]["end"] = previous_end
-                        segments[-1]["end_offset"] = _offset(previous_end, frame_s)
-                    if words is not None and word_end == t_end:
-                        words[-1]["end"] = previous_end
-                        words[-1]["end_offset"] = _offset(previous_end, frame_s)
-                    t_start = t_end = previous_end
-                ends.append(t_end)
-                if chars is not None:
-                    chars.append({
-                        "char": char_text(token_id), "token_id": token_id, "token": token_text,
-                        "start_offset": _offset(t_start, frame_s), "end_offset": _offset(t_end, frame_s),
-                        "start": round(t_start, 2), "end": round(t_end, 2),
-                    })
+                words.append(_entry("word", word_text, frames.start(first, word_s), word_end))
+            if chars is not None or not punctuation.isdisjoint(pieces):
+                _tokens(first, last, frames, base, pieces, ids, punctuation, segment_end[0], word_end[0],
+                        segments, words, chars, char_text)
     return out
+
+
+def _tokens(first, last, frames: _FrameTimes, base, pieces, ids, punctuation, segment_end: float,
+            word_end: float, segments, words, chars, char_text) -> None:
+    """One word's tokens as `process_timestamps` reads them: a punctuation token takes the end of
+    the token before it in its word, and a word or segment that ends on it ends there too (a CTC
+    model often spreads a full stop over the silence after it)."""
+    frame_s = frames.frame_s
+    ends: list[float] = []  # each token's end so far, as NeMo's Token objects hold it
+    for j, (piece, token_id) in enumerate(zip(pieces, ids)):
+        if piece == _BLANK_TEXT:  # NeMo's dicts skip tokens by this text
+            continue
+        t_start, t_end = frames.start(first, base + 2 * j)[0], frames.end(last, base + 2 * j)[0]
+        if piece in punctuation:
+            previous_end = round(ends[-1], 2) if ends else round(t_start, 2)
+            if segments is not None and segment_end == word_end:
+                segments[-1]["end"] = previous_end
+                segments[-1]["end_offset"] = _offset(previous_end, frame_s)
+            if words is not None and word_end == t_end:
+                words[-1]["end"] = previous_end
+                words[-1]["end_offset"] = _offset(previous_end, frame_s)
+            t_start = t_end = previous_end
+        ends.append(t_end)
+        if chars is not None:
+            chars.append({
+                "char": char_text(token_id), "token_id": token_id, "token": piece,
+                "start_offset": _offset(t_start, frame_s), "end_offset": _offset(t_end, frame_s),
+                "start": round(t_start, 2), "end": round(t_end, 2),
+            })
