@@ -265,17 +265,22 @@ def test_rejects_a_batch_of_the_wrong_size(canary):
 
 
 def test_benchmark_runs_and_agrees():
-    """benchmarks/alignment.py at a small size: both implementations timed, same alignments."""
+    """benchmarks/alignment.py at a small size: both implementations timed, same alignments, and
+    (--text) the same y and dicts from NeMo's text work and ours."""
     import json
     import subprocess
     import sys
 
     r = subprocess.run([sys.executable, "benchmarks/alignment.py", "--batch", "4", "--frames", "40", "--tokens", "12",
-                        "--vocab", "50", "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--vocab", "50", "--repeats", "1", "--text"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["what"] == "viterbi" and out["identical"] is True
-    assert out["nemo_s"] > 0 and out["ours_s"] > 0 and out["states"] == 25
+    out = {line["what"]: line for line in map(json.loads, r.stdout.strip().splitlines())}
+    viterbi, text = out["viterbi"], out["text"]
+    assert viterbi["identical"] is True
+    assert viterbi["nemo_s"] > 0 and viterbi["ours_s"] > 0 and viterbi["states"] == 25
+    assert text["identical"] is True and text["words_timed"] > 0 and text["blank_only"] == 0
+    assert text["nemo_s"] > 0 and text["ours_s"] > 0 and text["speedup"] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
