@@ -441,9 +441,9 @@ def align_hypotheses(
     device Viterbi should run on), `lengths` (B,) its valid frames (the encoder's lengths).
     Returns `hypotheses`, as NeMo's function does.
 
-    Host syncs: `lengths.tolist()` when `lengths` is a device tensor (pass a host list or CPU
-    tensor to avoid it), and Viterbi's one read-back. The text work runs before either, so it
-    overlaps whatever the GPU is still doing."""
+    Host syncs: `lengths.tolist()` when `lengths` is a device tensor, and Viterbi's one read-back.
+    The text work runs before either, so it overlaps whatever the GPU is still doing: pass the
+    encoder's lengths as they are (a `.cpu()` before the call would wait for the encoder first)."""
     import torch
 
     if len(hypotheses) != log_probs.shape[0]:
