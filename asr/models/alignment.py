@@ -214,9 +214,10 @@ def output_frame_s(ctc_model) -> float:
 # Texts to plans: NeMo's get_utt_obj without its tree, each distinct word tokenised once
 # ------------------------------------------------------------------------------------------
 
-WORD_CACHE_SIZE = 65_536
-"""Distinct words whose tokens are kept per tokenizer (emptied when full): speech repeats its
-words, so across batches nearly every word is found. 0 keeps none."""
+WORD_CACHE_SIZE = 16_384
+"""Distinct words whose tokens are kept per tokenizer (emptied when full; a few MB at most):
+speech repeats its words, so across batches nearly every word is found. 0 keeps none. Assumes,
+as NeMo's own use does, that a tokenizer does not change once loaded."""
 _word_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -273,7 +274,7 @@ class _Subwords:
         if hit is None:
             pieces = self.tokenizer.text_to_tokens(word)
             self.restore_token_case(word, pieces)  # unused here, but raises where NeMo's would
-            hit = (tuple(pieces), tuple(self.tokenizer.text_to_ids(word)))
+            hit = (tuple(map(sys.intern, pieces)), tuple(self.tokenizer.text_to_ids(word)))  # pieces shared
             if len(self.cache) >= WORD_CACHE_SIZE:
                 self.cache.clear()
             if WORD_CACHE_SIZE:
