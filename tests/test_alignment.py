@@ -265,17 +265,22 @@ def test_rejects_a_batch_of_the_wrong_size(canary):
 
 
 def test_benchmark_runs_and_agrees():
-    """benchmarks/alignment.py at a small size: both implementations timed, same alignments."""
+    """benchmarks/alignment.py at a small size: both implementations timed, same alignments, and
+    (--text) the same y and dicts from NeMo's text work and ours."""
     import json
     import subprocess
     import sys
 
     r = subprocess.run([sys.executable, "benchmarks/alignment.py", "--batch", "4", "--frames", "40", "--tokens", "12",
-                        "--vocab", "50", "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--vocab", "50", "--repeats", "1", "--text"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["what"] == "viterbi" and out["identical"] is True
-    assert out["nemo_s"] > 0 and out["ours_s"] > 0 and out["states"] == 25
+    out = {line["what"]: line for line in map(json.loads, r.stdout.strip().splitlines())}
+    viterbi, text = out["viterbi"], out["text"]
+    assert viterbi["identical"] is True
+    assert viterbi["nemo_s"] > 0 and viterbi["ours_s"] > 0 and viterbi["states"] == 25
+    assert text["identical"] is True and text["words_timed"] > 0 and text["blank_only"] == 0
+    assert text["nemo_s"] > 0 and text["ours_s"] > 0 and text["speedup"] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -288,3 +293,198 @@ def test_viterbi_batch_on_cuda_equals_nemo_on_cpu():
             log_probs, y, T, U = random_batch(seed, B, T_max, V, coarse, n_symbols=symbols)
             expected = viterbi_decoding(log_probs, y, T, U, viterbi_device="cpu")
             assert viterbi_batch(log_probs.cuda(), y.cuda(), T.cuda(), U.cuda()) == expected
+
+
+# ------------------------------------------------------------------------------------------
+# The text work (plans instead of NeMo's Utterance trees) == NeMo's route, exactly
+# ------------------------------------------------------------------------------------------
+
+
+TRICKY_TEXTS = [
+    *TEXTS,
+    "   spaced   out \t text  ",
+    "Wait... what?! Really? Yes.",
+    "It's 3 a.m. in the U.S. now. e.g. this, that; and: other",
+    "aaa aaa aaa bbb bbb, aaa. aaa",
+    "Numbers 1, 22, 333 and 4.5%.",
+    "HeLLo WoRLD. ¿Qué tal? ¡Bien! Straße café naïve",
+    "Розпізнавання мовлення. 日本語のテキスト",
+    "Hello . world , ! ?",
+    "what ⁇ is this",  # the tokenizer's unknown-word text: NeMo's own function
+    "a⁇b c. d",
+    "<b> token",
+    "end.",
+    "?",
+    ". . .",
+]
+
+
+def lengths_for(texts) -> list[int]:
+    """Frames per text: some too few for the text (NeMo then aligns the blank alone)."""
+    return [(2, 40, 90, 200)[i % 4] for i in range(len(texts))]
+
+
+def fake_alignments(kind: str):
+    """A stand-in for both Viterbis returning, per row, a path that depends only on the row,
+    its T and its U, so NeMo's route and ours get the same path when their y are the same.
+    'path' is monotone, 'skips' jumps over states (their times become -1), 'wild' is any
+    sequence of ints, backwards and out of range included."""
+
+    def alignments(log_probs, y, T, U, *args, **kwargs):
+        out = []
+        for b, (n, u) in enumerate(zip(T.tolist(), U.tolist())):
+            g = np.random.default_rng([b, n, u, len(kind)])
+            if kind == "path":
+                steps = g.choice(3, size=n, p=[0.5, 0.4, 0.1])
+                row = np.minimum(np.cumsum(steps) - steps[0], u - 1)
+            elif kind == "skips":
+                row = np.minimum(np.cumsum(g.integers(0, 5, size=n)), u - 1)
+            else:
+                row = g.integers(-3, u + 3, size=n)
+            out.append([int(s) for s in row])
+        return out
+
+    return alignments
+
+
+def nemo_timestamps(ctc, texts, T_lens, **kwargs) -> list[dict]:
+    """NeMo's own `get_forced_aligned_timestamps_with_external_model` on CTC 'hypotheses' of
+    the given lengths (its Viterbi is replaced by the caller)."""
+    from nemo.collections.asr.parts.utils.timestamp_utils import get_forced_aligned_timestamps_with_external_model
+
+    V = len(ctc.tokenizer.vocab) + 1 if hasattr(ctc, "tokenizer") else len(ctc.decoder.vocabulary) + 1
+    ctc_hyps = hypotheses([""] * len(texts))
+    for h, n in zip(ctc_hyps, T_lens):
+        h.y_sequence = torch.zeros(n, V)
+    out = get_forced_aligned_timestamps_with_external_model(
+        audio=ctc_hyps, external_ctc_model=ctc, main_model_predictions=hypotheses(texts), batch_size=len(texts),
+        viterbi_device="cpu", has_hypotheses=True, verbose=False, **kwargs)
+    return [h.timestamp for h in out]
+
+
+def our_timestamps(ctc, texts, T_lens, **kwargs) -> list[dict]:
+    V = len(ctc.tokenizer.vocab) + 1 if hasattr(ctc, "tokenizer") else len(ctc.decoder.vocabulary) + 1
+    log_probs = torch.zeros(len(texts), max(T_lens), V)
+    return [h.timestamp for h in align_hypotheses(ctc, log_probs, T_lens, hypotheses(texts), **kwargs)]
+
+
+@pytest.mark.parametrize("kind", ["path", "skips", "wild"])
+@pytest.mark.parametrize("timestamp_type", [["word", "segment"], "all", "word", "segment", "char", ["char", "word"]])
+def test_identical_to_nemo_on_any_path(canary, monkeypatch, kind, timestamp_type):
+    """Every dict, for tricky texts and any alignment NeMo's bookkeeping might meet."""
+    from nemo.collections.asr.parts.utils import timestamp_utils
+
+    from asr.models import alignment
+
+    ctc = canary.timestamps_asr_model
+    fake = fake_alignments(kind)
+    monkeypatch.setattr(timestamp_utils, "viterbi_decoding", fake)
+    monkeypatch.setattr(alignment, "viterbi_batch", fake)
+    T_lens = lengths_for(TRICKY_TEXTS)
+    kwargs = {"timestamp_type": timestamp_type}
+    theirs = nemo_timestamps(ctc, TRICKY_TEXTS, T_lens, **kwargs)
+    ours = our_timestamps(ctc, TRICKY_TEXTS, T_lens, **kwargs)
+    for text, o, t in zip(TRICKY_TEXTS, ours, theirs):
+        assert o == t, text
+        assert json_dumps(o) == json_dumps(t), text  # ints stay ints (-1), floats floats
+    assert sum(len(v) for o in ours for v in o.values()) > 20
+
+
+def json_dumps(value) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("separators,word_separator", [
+    (None, " "), (["."], " "), (".", " "), ("...", " "), ([",", "..."], " "), (["?", "!"], None),
+    (["."], ""), (["."], ","),
+])
+def test_identical_to_nemo_with_other_separators(canary, monkeypatch, separators, word_separator):
+    from nemo.collections.asr.parts.utils import timestamp_utils
+
+    from asr.models import alignment
+
+    ctc = canary.timestamps_asr_model
+    monkeypatch.setattr(timestamp_utils, "viterbi_decoding", fake_alignments("path"))
+    monkeypatch.setattr(alignment, "viterbi_batch", fake_alignments("path"))
+    texts = [*TRICKY_TEXTS, "a,,b, c", ",start and end,"]
+    T_lens = [200] * len(texts)
+    kwargs = {"segment_separators": separators, "word_separator": word_separator,
+              "timestamp_type": ["segment", "word", "char"]}
+    assert our_timestamps(ctc, texts, T_lens, **kwargs) == nemo_timestamps(ctc, texts, T_lens, **kwargs)
+
+
+def test_plans_are_nemos_utterances(canary):
+    """The fast path's plan of each text is the plan of NeMo's Utterance, and its token count
+    is the one NeMo checks against the frames (tokenised once, not twice)."""
+    from nemo.collections.asr.parts.utils.aligner_utils import get_utt_obj
+
+    from asr.models.alignment import plan_from_utterance, prepare_texts
+
+    ctc = canary.timestamps_asr_model
+    for separators in (None, [".", "?", "!", "..."]):
+        prepared = prepare_texts(ctc, TRICKY_TEXTS, separators)
+        for text, plan, n in zip(prepared.texts, prepared.plans, prepared.check_tokens):
+            utt = get_utt_obj(text, 10**9, ctc, segment_separators=separators)
+            assert plan == plan_from_utterance(utt), text
+            assert n == (len(ctc.tokenizer.text_to_ids(text)) if text else 0)
+        assert prepared.blank.token_ids == (ctc.tokenizer.vocab_size,) and prepared.blank.segments == ()
+
+
+def test_word_cache_gives_the_same_plans(canary, monkeypatch):
+    """A second batch reads its words from the cache; with no cache every word is tokenised."""
+    from asr.models import alignment
+
+    ctc = canary.timestamps_asr_model
+    first = alignment.prepare_texts(ctc, TRICKY_TEXTS)
+    again = alignment.prepare_texts(ctc, TRICKY_TEXTS)
+    monkeypatch.setattr(alignment, "WORD_CACHE_SIZE", 0)
+    alignment._word_caches.clear()
+    uncached = alignment.prepare_texts(ctc, TRICKY_TEXTS)
+    assert first == again == uncached
+    assert not alignment._word_cache(ctc.tokenizer)
+
+
+def test_fails_where_nemo_fails(canary):
+    """A word NeMo cannot restore the case of (a ligature the tokenizer normalises) raises the
+    same error, cached or not."""
+    from nemo.collections.asr.parts.utils.aligner_utils import get_utt_obj
+
+    from asr.models.alignment import prepare_texts
+
+    ctc = canary.timestamps_asr_model
+    with pytest.raises(RuntimeError, match="capitalization") as nemo_error:
+        get_utt_obj("ﬁne day", 10**9, ctc)
+    for _ in range(2):
+        with pytest.raises(RuntimeError) as ours:
+            prepare_texts(ctc, ["a fine day", "ﬁne day"])
+        assert str(ours.value) == str(nemo_error.value)
+
+
+class CharModel:
+    """A character-vocabulary CTC model as `get_utt_obj` sees one (no tokenizer)."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.decoder = SimpleNamespace(vocabulary=[" ", *"abcdefghijklmnopqrstuvwxyz", "'", ".", ","])
+        self.encoder = SimpleNamespace(subsampling_factor=4)
+        self.cfg = {"preprocessor": {"window_stride": 0.01}}
+
+
+@pytest.mark.parametrize("kind", ["path", "skips", "wild"])
+def test_char_model_identical_to_nemo(monkeypatch, kind):
+    from nemo.collections.asr.parts.utils import timestamp_utils
+
+    from asr.models import alignment
+
+    fake = fake_alignments(kind)
+    monkeypatch.setattr(timestamp_utils, "viterbi_decoding", fake)
+    monkeypatch.setattr(alignment, "viterbi_batch", fake)
+    model = CharModel()
+    texts = [t.lower() for t in TRICKY_TEXTS] + ["hello world. the cat sat, on the mat. ok", "aa bb"]
+    T_lens = lengths_for(texts)
+    for timestamp_type in (["word", "segment"], "word", "segment"):
+        kwargs = {"timestamp_type": timestamp_type}
+        assert our_timestamps(model, texts, T_lens, **kwargs) == nemo_timestamps(model, texts, T_lens, **kwargs)

@@ -231,7 +231,8 @@ class AEDModel:
         encoded, encoded_len = ctc.encoder(audio_signal=feats.to(batching.compute_dtype(ctc.encoder)), length=feat_lens)
         # the CTC head and its log-softmax in fp32: bf16 log-probs tie more often and move word times
         log_probs = ctc.decoder(encoder_output=encoded.to(batching.compute_dtype(ctc.decoder)))
-        return align_hypotheses(ctc, log_probs, encoded_len.cpu(), hyps, timestamp_type=("word", "segment"))
+        # lengths left on the device: the text work runs while the aligner is still computing
+        return align_hypotheses(ctc, log_probs, encoded_len, hyps, timestamp_type=("word", "segment"))
 
 
 def _same_preprocessor(model, aligner) -> bool:

@@ -11,13 +11,17 @@ path:
   the time loop and the backtrack as tensor ops and one host transfer at the end.
 - `align_hypotheses`: NeMo's `get_forced_aligned_timestamps_with_external_model` from log-probs the
   caller computed; it sets `hyp.timestamp` to the same dicts (word / segment, with NeMo's
-  punctuation refinement), built with NeMo's own `get_utt_obj` and `add_t_start_end_to_utt_obj`.
+  punctuation refinement). The text work is NeMo's `get_utt_obj` and `add_t_start_end_to_utt_obj`
+  laid out as flat tuples ("plans") instead of NeMo's object trees, each distinct word tokenised
+  once; character models and texts holding the tokenizer's unknown-word text take NeMo's
+  `get_utt_obj` itself. Tests hold every dict equal to NeMo's function's.
 - `ctc_log_probs`: the aligner's forward for a padded batch, for tests and simple callers.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -160,28 +164,43 @@ def ctc_log_probs(ctc_model, signal: torch.Tensor, signal_lens: torch.Tensor) ->
     return log_probs, encoded_lens
 
 
+WordPlan = tuple[str, int, int, int, tuple[str, ...], tuple[int, ...]]
+"""(text, s_start, s_end, base, pieces, ids); s index y. In every branch of `get_utt_obj` a word's
+tokens alternate with blanks, so its j-th token (pieces[j], ids[j]) sits at s = base + 2 j."""
+SegmentPlan = tuple[str, int, int, tuple[WordPlan, ...]]
+"""(text, s_start, s_end, its words)."""
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """What Viterbi and the timestamp dicts read of NeMo's Utterance tree, as plain tuples:
+    building the tree's dataclasses cost more than the tokenising did."""
+
+    token_ids: tuple[int, ...]  # NeMo's token_ids_with_blanks
+    segments: tuple[SegmentPlan, ...]
+
+
 @dataclass(frozen=True)
 class PreparedTexts:
     """The text half of NeMo's `get_batch_variables`, done before the frame counts are known
-    (so it can run while the aligner's encoder is still on the GPU): NeMo's Utterance objects
-    built without a frame limit, and the token count NeMo checks against the frames."""
+    (so it can run while the aligner's encoder is still on the GPU): each text's plan with no
+    frame limit, and the token count NeMo checks against the frames."""
 
     texts: list[str]  # normalised as NeMo does: runs of whitespace to one space
-    utterances: list[Any]  # nemo ...aligner_utils.Utterance
+    plans: list[TextPlan]
     check_tokens: list[int]
-    segment_separators: list[str] | None
-    word_separator: str | None
+    blank: TextPlan  # what NeMo aligns instead of a text with more tokens than frames
 
 
 @dataclass(frozen=True)
 class AlignmentBatch:
     """What NeMo's `get_batch_variables` makes for Viterbi, without copying the log-probs:
-    y with blanks (padded with V), lengths on the host, and NeMo's Utterance objects."""
+    y with blanks (padded with V), lengths on the host, and each text's plan."""
 
     y: Any  # torch.Tensor (B, U_max) long, on the host
     T_lens: list[int]
     U_lens: list[int]
-    utterances: list[Any]  # nemo ...aligner_utils.Utterance
+    plans: list[TextPlan]
     frame_s: float
 
 
@@ -191,11 +210,144 @@ def output_frame_s(ctc_model) -> float:
     return ctc_model.cfg["preprocessor"]["window_stride"] * ctc_model.encoder.subsampling_factor
 
 
-def _utterance(ctc_model, text: str, T: int, i: int, separators, word_separator):
+# ------------------------------------------------------------------------------------------
+# Texts to plans: NeMo's get_utt_obj without its tree, each distinct word tokenised once
+# ------------------------------------------------------------------------------------------
+
+WORD_CACHE_SIZE = 16_384
+"""Distinct words whose tokens are kept per tokenizer (emptied when full; a few MB at most):
+speech repeats its words, so across batches nearly every word is found. 0 keeps none. Assumes,
+as NeMo's own use does, that a tokenizer does not change once loaded."""
+_word_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _word_cache(tokenizer) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
+    """The tokenizer's word cache, dropped with the tokenizer (a fresh one if it cannot be)."""
+    try:
+        return _word_caches.setdefault(tokenizer, {})
+    except TypeError:  # not weakly referenceable
+        return {}
+
+
+def _segments(text: str, separators: Sequence[str] | None) -> list[str]:
+    """NeMo's segment split (get_utt_obj): after a separator character followed by a space
+    (so "a.m." stays whole), stripped, empty ones dropped. Visits only the spaces."""
+    if not separators:
+        segments = [text.strip()]
+    else:
+        separators = [separators] if isinstance(separators, str) else separators
+        segments = []
+        last = -1
+        space = text.find(" ", 1)
+        while space != -1:
+            if text[space - 1] in separators:
+                segments.append(text[last + 1 : space].strip())
+                last = space
+            space = text.find(" ", space + 1)
+        if last < len(text):
+            segments.append(text[last + 1 :].strip())
+    return [s for s in segments if s]
+
+
+class _Subwords:
+    """The subword-tokenizer branch of NeMo's `get_utt_obj`, built as plans. A text containing
+    the tokenizer's unknown-word text takes NeMo's own function (its special case)."""
+
+    def __init__(self, ctc_model) -> None:
+        from nemo.collections.asr.parts.utils.aligner_utils import restore_token_case
+
+        tokenizer = ctc_model.tokenizer
+        self.tokenizer = tokenizer
+        self.restore_token_case = restore_token_case
+        self.blank: int = ctc_model.blank_id if hasattr(ctc_model, "blank_id") else tokenizer.vocab_size
+        unk_id = tokenizer.unk_id if hasattr(tokenizer, "unk_id") else 0
+        self.unk_word: str = tokenizer.ids_to_text([unk_id]).strip()
+        tokenizer.ids_to_tokens([unk_id])  # NeMo reads it for every text: fail where it would
+        self.cache = _word_cache(tokenizer)
+
+    def handles(self, text: str) -> bool:
+        return bool(self.unk_word) and self.unk_word not in text
+
+    def word(self, word: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(pieces, ids) of one word, as NeMo tokenises it (twice, once per kind)."""
+        hit = self.cache.get(word)
+        if hit is None:
+            pieces = self.tokenizer.text_to_tokens(word)
+            self.restore_token_case(word, pieces)  # unused here, but raises where NeMo's would
+            hit = (tuple(map(sys.intern, pieces)), tuple(self.tokenizer.text_to_ids(word)))  # pieces shared
+            if len(self.cache) >= WORD_CACHE_SIZE:
+                self.cache.clear()
+            if WORD_CACHE_SIZE:
+                self.cache[word] = hit
+        return hit
+
+    def _segment_tokens(self, segment: str) -> int:
+        """NeMo counts a segment's tokens apart from its words' (they may differ)."""
+        hit = self.cache.get(segment)
+        return len(hit[0]) if hit is not None else len(self.tokenizer.text_to_tokens(segment))
+
+    def plan(self, text: str, separators: Sequence[str] | None, word_separator: str | None) -> tuple[TextPlan, int]:
+        """(plan, the whole text's token count) of a normalised text, as get_utt_obj lays them
+        out with no frame limit: s indices count y = blank, t1, blank, t2, ..., blank."""
+        blank = self.blank
+        if not text:
+            return TextPlan((blank,), ()), 0
+        n_tokens = len(self.tokenizer.text_to_ids(text))
+        ids = [blank]
+        segments = []
+        segment_s = word_s = 1
+        for segment in _segments(text, separators):
+            segment_end = segment_s + 2 * self._segment_tokens(segment) - 2
+            words = []
+            for word in segment.split(word_separator) if word_separator not in (None, "") else [segment]:
+                pieces, word_ids = self.word(word)
+                word_end = word_s + 2 * len(pieces) - 2
+                words.append((word, word_s, word_end, len(ids), pieces, word_ids))
+                for token_id in word_ids[: len(pieces)]:  # NeMo zips the two
+                    ids += (token_id, blank)
+                word_s = word_end + 2
+            segments.append((segment, segment_s, segment_end, tuple(words)))
+            segment_s = segment_end + 2
+        return TextPlan(tuple(ids), tuple(segments)), n_tokens
+
+
+_BLANK_TEXT = "<b>"
+"""NeMo's BLANK_TOKEN (aligner_utils): the text of its blank Token objects."""
+
+
+def plan_from_utterance(utt) -> TextPlan:
+    """The plan of a NeMo Utterance (from `get_utt_obj`): for the texts and models the fast
+    path leaves to NeMo, and for tests."""
+    from nemo.collections.asr.parts.utils.aligner_utils import Segment, Word
+
+    segments = []
+    for segment in utt.segments_and_tokens:
+        if not isinstance(segment, Segment):
+            continue
+        words = tuple(_word_plan(word) for word in segment.words_and_tokens if isinstance(word, Word))
+        segments.append((segment.text, segment.s_start, segment.s_end, words))
+    return TextPlan(tuple(utt.token_ids_with_blanks), tuple(segments))
+
+
+def _word_plan(word) -> WordPlan:
+    """A NeMo Word as a plan, checking the layout the plan relies on (tokens at base + 2 j, blank
+    Tokens between them)."""
+    tokens, between = word.tokens[0::2], word.tokens[1::2]
+    base = tokens[0].s_start if tokens else word.s_start
+    if any(t.s_start != base + 2 * j or t.s_end != t.s_start for j, t in enumerate(tokens)) or any(
+        t.text != _BLANK_TEXT for t in between
+    ):
+        raise ValueError(f"unexpected layout of NeMo's Word {word.text!r}")
+    return word.text, word.s_start, word.s_end, base, tuple(t.text for t in tokens), tuple(t.token_id for t in tokens)
+
+
+def _nemo_plan(ctc_model, text: str, separators, word_separator) -> tuple[TextPlan, int]:
+    """NeMo's `get_utt_obj` with no frame limit, and the count it checks against T."""
     from nemo.collections.asr.parts.utils.aligner_utils import get_utt_obj
 
-    return get_utt_obj(text=text, T=T, model=ctc_model, segment_separators=separators,
-                       word_separator=word_separator, audio_filepath=f"audio_{i}", utt_id=f"audio_{i}")
+    utt = get_utt_obj(text=text, T=sys.maxsize, model=ctc_model, segment_separators=separators,
+                      word_separator=word_separator)
+    return plan_from_utterance(utt), _check_tokens(ctc_model, text)
 
 
 def _check_tokens(ctc_model, text: str) -> int:
@@ -211,20 +363,34 @@ def _check_tokens(ctc_model, text: str) -> int:
     return len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
 
 
+def _separator_list(separators: str | Sequence[str] | None) -> list[str] | None:
+    """As NeMo reads them: one string is one separator (not its characters); none or empty: no
+    segment splits."""
+    if not separators:
+        return None
+    return [separators] if isinstance(separators, str) else list(separators)
+
+
 def prepare_texts(
     ctc_model,
     texts: Sequence[str],
     segment_separators: Sequence[str] | None = DEFAULT_SEGMENT_SEPARATORS,
     word_separator: str | None = " ",
 ) -> PreparedTexts:
-    """NeMo's `get_utt_obj` for each text (normalised as `get_batch_variables` does), with no
-    frame limit yet; `fit_to_frames` applies it. Host work only: run it while the GPU is busy."""
-    separators = list(segment_separators) if segment_separators else segment_separators
+    """Each text (normalised as `get_batch_variables` does) as NeMo's `get_utt_obj` lays it out,
+    with no frame limit yet; `fit_to_frames` applies it. Host work only: run it while the GPU is
+    busy. Subword models take the fast path; character models take NeMo's function."""
+    separators = _separator_list(segment_separators)
     normalised = [" ".join((t or "").split()) for t in texts]
-    utterances = [_utterance(ctc_model, t, sys.maxsize, i, separators, word_separator) for i, t in enumerate(normalised)]
-    return PreparedTexts(texts=normalised, utterances=utterances,
-                         check_tokens=[_check_tokens(ctc_model, t) for t in normalised],
-                         segment_separators=separators, word_separator=word_separator)
+    subwords = _Subwords(ctc_model) if hasattr(ctc_model, "tokenizer") else None
+    planned = [
+        subwords.plan(t, separators, word_separator) if subwords is not None and (not t or subwords.handles(t))
+        else _nemo_plan(ctc_model, t, separators, word_separator)
+        for t in normalised
+    ]
+    blank = subwords.plan("", separators, word_separator)[0] if subwords else _nemo_plan(ctc_model, "", None, None)[0]
+    return PreparedTexts(texts=normalised, plans=[p for p, _ in planned], check_tokens=[n for _, n in planned],
+                         blank=blank)
 
 
 def fit_to_frames(ctc_model, prepared: PreparedTexts, T_lens: Sequence[int], vocab_size: int) -> AlignmentBatch:
@@ -233,17 +399,16 @@ def fit_to_frames(ctc_model, prepared: PreparedTexts, T_lens: Sequence[int], voc
     `len(tokenizer.vocab) + 1`)."""
     import torch
 
-    if len(T_lens) != len(prepared.utterances):
-        raise ValueError(f"{len(T_lens)} frame counts for {len(prepared.utterances)} texts")
-    utterances = [
-        _utterance(ctc_model, text, T, i, prepared.segment_separators, prepared.word_separator) if n > T else utt
-        for i, (text, utt, n, T) in enumerate(zip(prepared.texts, prepared.utterances, prepared.check_tokens, T_lens))
-    ]
-    U_lens = [len(u.token_ids_with_blanks) for u in utterances]
-    y = torch.full((len(utterances), max(U_lens, default=1)), vocab_size, dtype=torch.long)
-    for b, u in enumerate(utterances):
-        y[b, : U_lens[b]] = torch.tensor(u.token_ids_with_blanks, dtype=torch.long)
-    return AlignmentBatch(y=y, T_lens=list(T_lens), U_lens=U_lens, utterances=utterances,
+    import numpy as np
+
+    if len(T_lens) != len(prepared.plans):
+        raise ValueError(f"{len(T_lens)} frame counts for {len(prepared.plans)} texts")
+    plans = [prepared.blank if n > T else plan for plan, n, T in zip(prepared.plans, prepared.check_tokens, T_lens)]
+    U_lens = [len(p.token_ids) for p in plans]
+    y = np.full((len(plans), max(U_lens, default=1)), vocab_size, dtype=np.int64)
+    for row, plan in zip(y, plans):
+        row[: len(plan.token_ids)] = plan.token_ids
+    return AlignmentBatch(y=torch.from_numpy(y), T_lens=list(T_lens), U_lens=U_lens, plans=plans,
                           frame_s=output_frame_s(ctc_model))
 
 
@@ -277,9 +442,9 @@ def align_hypotheses(
     device Viterbi should run on), `lengths` (B,) its valid frames (the encoder's lengths).
     Returns `hypotheses`, as NeMo's function does.
 
-    Host syncs: `lengths.tolist()` when `lengths` is a device tensor (pass a host list or CPU
-    tensor to avoid it), and Viterbi's one read-back. The text work runs before either, so it
-    overlaps whatever the GPU is still doing."""
+    Host syncs: `lengths.tolist()` when `lengths` is a device tensor, and Viterbi's one read-back.
+    The text work runs before either, so it overlaps whatever the GPU is still doing: pass the
+    encoder's lengths as they are (a `.cpu()` before the call would wait for the encoder first)."""
     import torch
 
     if len(hypotheses) != log_probs.shape[0]:
@@ -299,16 +464,25 @@ def align_hypotheses(
     alignments = viterbi_batch(
         log_probs, y.to(log_probs.device, non_blocking=True), torch.tensor(batch.T_lens), torch.tensor(batch.U_lens),
     )
-    _apply_alignments(ctc_model, batch, alignments, hypotheses, types, frozenset(supported_punctuation))
+    stamps = batch_timestamps(ctc_model, batch, alignments, types, supported_punctuation)
+    for hyp, timestamp in zip(hypotheses, stamps):
+        hyp.timestamp = timestamp
     return list(hypotheses)
 
 
-def _apply_alignments(ctc_model, batch: AlignmentBatch, alignments, hypotheses, types, punctuation) -> None:
-    from nemo.collections.asr.parts.utils.aligner_utils import add_t_start_end_to_utt_obj
-
-    for utt, alignment, hyp in zip(batch.utterances, alignments, hypotheses):
-        utt = add_t_start_end_to_utt_obj(utt, alignment, batch.frame_s)
-        hyp.timestamp = timestamps_from_utterance(utt, batch.frame_s, types, punctuation, ctc_model)
+def batch_timestamps(
+    ctc_model,
+    batch: AlignmentBatch,
+    alignments: Sequence[Sequence[int]],
+    types: Sequence[str] = DEFAULT_TIMESTAMP_TYPES,
+    supported_punctuation: Iterable[str] = DEFAULT_SUPPORTED_PUNCTUATION,
+) -> list[dict[str, list[dict]]]:
+    """Each text's timestamp dicts from its Viterbi path: the host work left after the read-back."""
+    frames = _FrameTimes(batch.frame_s, max((len(a) for a in alignments), default=0))
+    char_text = _char_texts(ctc_model)
+    punctuation = frozenset(supported_punctuation)
+    return [timestamps_from_plan(plan, alignment, frames, types, punctuation, char_text)
+            for plan, alignment in zip(batch.plans, alignments)]
 
 
 def _timestamp_types(timestamp_type: str | Iterable[str]) -> list[str]:
@@ -329,63 +503,114 @@ def _offset(t_s: float, frame_s: float) -> int:
     return int(t_s / frame_s) if t_s != -1 else -1
 
 
-def timestamps_from_utterance(utt, frame_s: float, types: Sequence[str], punctuation: frozenset[str],
-                              ctc_model=None) -> dict[str, list[dict]]:
-    """The word / segment / char dicts of a timed NeMo Utterance.
+Time = tuple[float, float, int]
+"""(seconds, seconds rounded to 2 places, offset in frames) as NeMo writes a t_start or t_end."""
+_NOT_VISITED: Time = (-1, round(-1, 2), -1)
+"""NeMo's time of a state the path never visits: -1 (an int, so JSON keeps it -1)."""
 
-    Mirrors the nested `process_timestamps` inside NeMo 3.0's
-    `get_forced_aligned_timestamps_with_external_model` (timestamp_utils.py), which is not
-    importable on its own: a punctuation token takes the end of the token before it in its word,
-    and a word or segment that ends on it ends there too (a CTC model often spreads a full stop
-    over the silence after it). `ctc_model` is needed only for 'char' (its tokenizer's text)."""
-    from nemo.collections.asr.parts.utils.aligner_utils import BLANK_TOKEN, Segment, Word
 
+class _FrameTimes:
+    """Frame index k -> NeMo's (k * frame_s, round(k * frame_s, 2), int(k * frame_s / frame_s)),
+    each computed once per batch instead of per word."""
+
+    def __init__(self, frame_s: float, frames: int) -> None:
+        self.frame_s = frame_s
+        self.times: list[Time] = []
+        for k in range(frames + 1):  # an end is the frame after the last one
+            t = k * frame_s
+            self.times.append((t, round(t, 2), _offset(t, frame_s)))
+
+    def start(self, first: dict[int, int], s: int) -> Time:
+        k = first.get(s)
+        return _NOT_VISITED if k is None else self.times[k]
+
+    def end(self, last: dict[int, int], s: int) -> Time:
+        k = last.get(s)
+        return _NOT_VISITED if k is None else self.times[k + 1]
+
+
+def _entry(kind: str, text: str, start: Time, end: Time) -> dict:
+    return {kind: text, "start_offset": start[2], "end_offset": end[2], "start": start[1], "end": end[1]}
+
+
+def _char_texts(ctc_model):
+    """Token id -> `tokenizer.ids_to_text([id])`, each id decoded once (the 'char' dicts)."""
+    texts: dict[int, str] = {}
+
+    def char_text(token_id: int) -> str:
+        text = texts.get(token_id)
+        if text is None:
+            text = texts[token_id] = ctc_model.tokenizer.ids_to_text([token_id])
+        return text
+
+    return char_text
+
+
+def _first_last(alignment: Sequence[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """The first and last frame of each state the path visits, read exactly as NeMo's
+    `add_t_start_end_to_utt_obj` reads them (whatever the path)."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    prev = -1
+    for t, s in enumerate(alignment):
+        if s > prev:
+            first[s] = t
+            if prev >= 0:
+                last[prev] = t - 1
+        prev = s
+    last[prev] = len(alignment) - 1
+    return first, last
+
+
+def timestamps_from_plan(plan: TextPlan, alignment: Sequence[int], frames: _FrameTimes, types: Sequence[str],
+                         punctuation: frozenset[str], char_text=None) -> dict[str, list[dict]]:
+    """The word / segment / char dicts of one aligned text: NeMo's `add_t_start_end_to_utt_obj`
+    then the nested `process_timestamps` of NeMo 3.0's
+    `get_forced_aligned_timestamps_with_external_model` (timestamp_utils.py, not importable on
+    its own), on the plan instead of the Utterance tree. `frames` covers the path's length;
+    `char_text` (token id -> text) is needed only for 'char'. A word's tokens are read only when
+    it has punctuation or 'char' is asked for."""
+    first, last = _first_last(alignment)
     out: dict[str, list[dict]] = {t: [] for t in types}
-    for segment in utt.segments_and_tokens:
-        if not isinstance(segment, Segment):
-            continue
-        if "segment" in out:
-            out["segment"].append({
-                "segment": segment.text,
-                "start_offset": _offset(segment.t_start, frame_s),
-                "end_offset": _offset(segment.t_end, frame_s),
-                "start": round(segment.t_start, 2),
-                "end": round(segment.t_end, 2),
-            })
-        for word in segment.words_and_tokens:
-            if not isinstance(word, Word):
-                continue
-            if "word" in out:
-                out["word"].append({
-                    "word": word.text,
-                    "start_offset": _offset(word.t_start, frame_s),
-                    "end_offset": _offset(word.t_end, frame_s),
-                    "start": round(word.t_start, 2),
-                    "end": round(word.t_end, 2),
-                })
-            for i, token in enumerate(word.tokens):
-                if token.text == BLANK_TOKEN:
-                    continue
-                if token.text in punctuation:
-                    j = i - 1
-                    while j >= 0 and word.tokens[j].text == BLANK_TOKEN:
-                        j -= 1
-                    previous_end = round(word.tokens[j].t_end, 2) if j >= 0 else round(token.t_start, 2)
-                    if "segment" in out and segment.t_end == word.t_end:
-                        out["segment"][-1]["end"] = previous_end
-                        out["segment"][-1]["end_offset"] = _offset(previous_end, frame_s)
-                    if "word" in out and word.t_end == token.t_end:
-                        out["word"][-1]["end"] = previous_end
-                        out["word"][-1]["end_offset"] = _offset(previous_end, frame_s)
-                    token.t_end = token.t_start = previous_end
-                if "char" in out:
-                    out["char"].append({
-                        "char": ctc_model.tokenizer.ids_to_text([token.token_id]),
-                        "token_id": token.token_id,
-                        "token": token.text,
-                        "start_offset": _offset(token.t_start, frame_s),
-                        "end_offset": _offset(token.t_end, frame_s),
-                        "start": round(token.t_start, 2),
-                        "end": round(token.t_end, 2),
-                    })
+    segments, words, chars = out.get("segment"), out.get("word"), out.get("char")
+    for segment_text, segment_s, segment_e, segment_words in plan.segments:
+        segment_end = frames.end(last, segment_e)
+        if segments is not None:
+            segments.append(_entry("segment", segment_text, frames.start(first, segment_s), segment_end))
+        for word_text, word_s, word_e, base, pieces, ids in segment_words:
+            word_end = frames.end(last, word_e)
+            if words is not None:
+                words.append(_entry("word", word_text, frames.start(first, word_s), word_end))
+            if chars is not None or not punctuation.isdisjoint(pieces):
+                _tokens(first, last, frames, base, pieces, ids, punctuation, segment_end[0], word_end[0],
+                        segments, words, chars, char_text)
     return out
+
+
+def _tokens(first, last, frames: _FrameTimes, base, pieces, ids, punctuation, segment_end: float,
+            word_end: float, segments, words, chars, char_text) -> None:
+    """One word's tokens as `process_timestamps` reads them: a punctuation token takes the end of
+    the token before it in its word, and a word or segment that ends on it ends there too (a CTC
+    model often spreads a full stop over the silence after it)."""
+    frame_s = frames.frame_s
+    ends: list[float] = []  # each token's end so far, as NeMo's Token objects hold it
+    for j, (piece, token_id) in enumerate(zip(pieces, ids)):
+        if piece == _BLANK_TEXT:  # NeMo's dicts skip tokens by this text
+            continue
+        t_start, t_end = frames.start(first, base + 2 * j)[0], frames.end(last, base + 2 * j)[0]
+        if piece in punctuation:
+            previous_end = round(ends[-1], 2) if ends else round(t_start, 2)
+            if segments is not None and segment_end == word_end:
+                segments[-1]["end"] = previous_end
+                segments[-1]["end_offset"] = _offset(previous_end, frame_s)
+            if words is not None and word_end == t_end:
+                words[-1]["end"] = previous_end
+                words[-1]["end_offset"] = _offset(previous_end, frame_s)
+            t_start = t_end = previous_end
+        ends.append(t_end)
+        if chars is not None:
+            chars.append({
+                "char": char_text(token_id), "token_id": token_id, "token": piece,
+                "start_offset": _offset(t_start, frame_s), "end_offset": _offset(t_end, frame_s),
+                "start": round(t_start, 2), "end": round(t_end, 2),
+            })
