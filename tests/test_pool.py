@@ -274,3 +274,25 @@ def test_a_stop_while_waiting_for_a_child_is_prompt(files):
         assert pool.stats().live == 0
     finally:
         pool.close()
+
+
+def test_a_file_behind_a_long_one_starts_its_own_child(files):
+    """No child comes back (a long file holds it): after the quiet time the waiting file starts
+    one past the pool's size, which retires when it comes back."""
+    pool = ChildPool(PoolOptions(size=1, wait_s=0.3))
+    limits = AudioLimits()
+    try:
+        list(FrontEnd(workers=1, pool=pool).run(files[0]))
+        held = MediaStream(files[0], "long.wav", limits, with_vad=False, pool=pool).__enter__()
+        started = time.monotonic()
+        with MediaStream(files[1], "short.mp3", limits, with_vad=False, pool=pool) as short:
+            assert 0.25 <= time.monotonic() - started < 10
+            assert short.pids and short.pids != held.pids
+            assert consume(short) > 0
+        assert pool.stats().live == 1  # the one past the size went when it came back
+        first = held.pids
+        consume(held)
+        held.close()
+        assert list(pool.stats().idle_pids) == first
+    finally:
+        pool.close()

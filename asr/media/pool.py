@@ -10,11 +10,13 @@ space, open descriptors) past what it held when it had just warmed up.
 
 The pool keeps at most `size` children (busy and idle together; by default the usable cores).
 A file gets as many children as it asks for (asr.serving.cores decides how many): idle ones
-first, the rest started. When none is idle and the pool is full, it first waits a moment, about
-what a child takes to start, for one to come back: with many short files at once that is sooner
-than a new child would be ready, and a file held behind long ones loses at most that moment.
-Children started past `size` are retired when they come back. Idle children retire after
-`idle_s`. Each child runs in its own session with its own limits, as before.
+first, the rest started. When none is idle and the pool is full, files wait in turn for
+children to come back: with many short files at once one comes back every fraction of a second,
+sooner than a new child would be ready, and starting many children at once on busy cores takes
+seconds. A waiting file starts a child only when none has come back for about what starting one
+for each waiting file would take on the pool's cores (the busy ones are held by long files). Children started past `size` are retired when
+they come back. Idle children retire after `idle_s`. Each child runs in its own session with its
+own limits, as before.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class PoolOptions:
     max_files: int = 100
     """Files one child serves before it is retired."""
     wait_s: float | None = None
-    """How long a file waits for a busy child to come back (None: what starting one took lately)."""
+    """How long no child may have come back before a waiting file starts one (None: what
+    starting one took lately)."""
 
     @classmethod
     def from_settings(cls) -> "PoolOptions":
@@ -102,8 +105,10 @@ class ChildProcess:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        # One core per child: its native libraries stay single-threaded.
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        # One core per child: its native libraries stay single-threaded. One malloc arena: the
+        # helper threads that remain would otherwise each reserve 64 MiB of address space under
+        # contention, and a reused child must stay as small as a new one (see _unfit).
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MALLOC_ARENA_MAX="1")
         ours, theirs = socket.socketpair()
         try:
             self._proc = subprocess.Popen(
@@ -286,13 +291,18 @@ class ChildPool:
         self._closed = False
         self._janitor: threading.Thread | None = None
         self._startup: collections.deque[float] = collections.deque(maxlen=8)
+        self._waiters: list[object] = []
+        """Files waiting for a child, in turn."""
+        self._last_return = 0.0
+        """When a child last came back for another file."""
 
     def stats(self) -> PoolStats:
         with self._cond:
             return PoolStats(self._live, tuple(c.pid for c, _ in self._idle), tuple(c.last for c, _ in self._idle))
 
     def wait_s(self) -> float:
-        """How long a file waits for a child to come back: what starting one took lately."""
+        """How long no child may have come back before a waiting file starts one: what starting
+        one took lately (while children keep coming back, waiting is the sooner)."""
         if self.options.wait_s is not None:
             return self.options.wait_s
         with self._cond:
@@ -302,36 +312,39 @@ class ChildPool:
     def take(self, module: str, spec: ChildSpec, wanted: int,
              stop: threading.Event | None = None) -> list[ChildProcess]:
         """`wanted` children for one file started as `module` with `spec`: idle ones, then new
-        ones (see the module's docstring for the wait). Empty only if `stop` was set."""
+        ones; when none is idle and the pool is full, first wait in turn for one to come back
+        (see the module's docstring). Empty only if `stop` was set."""
         spec = replace(spec, max_files=self.options.max_files)
         wanted = max(1, wanted)
         got: list[ChildProcess] = []
         doomed: list[ChildProcess] = []
-        deadline = None
+        me = object()
+        since = None
         with self._cond:
-            while True:
-                doomed += self._drop_dead()
-                for i in range(len(self._idle) - 1, -1, -1):
-                    if len(got) == wanted:
+            try:
+                while True:
+                    doomed += self._drop_dead()
+                    first = not self._waiters or self._waiters[0] is me
+                    if first:
+                        got = self._pop_idle(module, spec, wanted)
+                        if not got:
+                            doomed += self._make_room()
+                    if got or self._closed or self._live < self.options.size:
                         break
-                    child, _ = self._idle[i]
-                    if child.module == module and child.spec == spec:
-                        got.append(child)
-                        del self._idle[i]
-                if got or self._closed or self.options.size == 0:
-                    break
-                if self._live >= self.options.size and self._idle:  # others' idle children make room
-                    child, _ = self._idle.pop(0)
-                    self._live -= 1
-                    doomed.append(child)
-                if self._live < self.options.size:
-                    break
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.wait_s()
-                if now >= deadline or (stop is not None and stop.is_set()):
-                    break
-                self._cond.wait(min(0.05, deadline - now))
+                    now = time.monotonic()
+                    if since is None:
+                        since = now
+                        self._waiters.append(me)
+                    quiet = now - max(since, self._last_return)
+                    # starting a child for each waiting file takes that many start-ups per core
+                    wait_s = self.wait_s() * max(1.0, len(self._waiters) / max(1, self.options.size))
+                    if quiet >= wait_s or (stop is not None and stop.is_set()):
+                        break  # children are held by long files: start one
+                    self._cond.wait(min(0.05, wait_s - quiet))
+            finally:
+                if me in self._waiters:
+                    self._waiters.remove(me)
+                    self._cond.notify_all()
             fresh = 0 if (stop is not None and stop.is_set() and not got) else wanted - len(got)
             self._live += fresh
         for child in doomed:
@@ -349,6 +362,28 @@ class ChildPool:
             raise
         return got
 
+    def _pop_idle(self, module: str, spec: ChildSpec, wanted: int) -> list[ChildProcess]:
+        """Up to `wanted` idle children started as `module` with `spec`, the most recent first."""
+        got = []
+        for i in range(len(self._idle) - 1, -1, -1):
+            if len(got) == wanted:
+                break
+            child, _ = self._idle[i]
+            if child.module == module and child.spec == spec:
+                got.append(child)
+                del self._idle[i]
+        return got
+
+    def _make_room(self) -> list[ChildProcess]:
+        """With the pool full, the oldest idle child (started for other limits: the caller took
+        its own kind first) retires to make room; returned for the caller to reap."""
+        if self._live < self.options.size or not self._idle:
+            return []
+        child, _ = self._idle.pop(0)
+        self._live -= 1
+        log.debug("decoder child %d retired: room for a file with other limits", child.pid)
+        return [child]
+
     def give_back(self, child: ChildProcess, idle: ChildIdle | None) -> None:
         """A child whose file is over: kept if it ended cleanly (`idle`, its END's answer) and
         may serve again, else killed and reaped."""
@@ -356,15 +391,17 @@ class ChildPool:
             with self._cond:
                 self._startup.append(child.startup_s)
         with self._cond:
-            keep = (idle is not None and not self._closed and self._live <= self.options.size
-                    and child.alive and self._fits(child, idle))
+            why = self._unfit(child, idle)
+            keep = why is None
             if keep:
-                self._idle.append((child, time.monotonic()))
+                self._last_return = time.monotonic()
+                self._idle.append((child, self._last_return))
                 self._start_janitor()
             else:
                 self._live -= 1
             self._cond.notify_all()
         if not keep:
+            log.debug("decoder child %d retired: %s", child.pid, why)
             child.close()
 
     def prestart(self, module: str, spec: ChildSpec, count: int | None = None) -> int:
@@ -400,17 +437,26 @@ class ChildPool:
         for child in idle:
             child.close()
 
-    @staticmethod
-    def _fits(child: ChildProcess, idle: ChildIdle) -> bool:
-        """Whether the child may serve another file: under its file count, and no bigger (address
-        space, descriptors) than it was when warm, so a reused child is held to its limits as a
-        new one would be."""
-        if idle.files >= child.spec.max_files:
-            return False
+    def _unfit(self, child: ChildProcess, idle: ChildIdle | None) -> str | None:
+        """Why a child that comes back may not serve another file (None: it may). A reused child
+        must be held to its limits as a new one would be: so not one that is bigger (address
+        space, descriptors) than it was when warm."""
         warm = child.warm
-        if warm is None:
-            return False
-        return idle.vm_bytes <= warm.vm_bytes + GROWTH_BYTES and idle.fds <= warm.fds
+        if idle is None or warm is None:
+            return "its file did not end cleanly"
+        if self._closed:
+            return "the pool is closed"
+        if self._live > self.options.size:
+            return f"the pool keeps {self.options.size}"
+        if not child.alive:
+            return "it exited"
+        if idle.files >= child.spec.max_files:
+            return f"it served {idle.files} files"
+        if idle.vm_bytes > warm.vm_bytes + GROWTH_BYTES:
+            return f"its address space grew from {warm.vm_bytes >> 20} to {idle.vm_bytes >> 20} MiB"
+        if idle.fds > warm.fds:
+            return f"it holds {idle.fds} descriptors, {warm.fds} when warm"
+        return None
 
     def _drop_dead(self) -> list[ChildProcess]:
         """Idle children that died (killed from outside, say): out of the pool (caller reaps)."""
