@@ -14,9 +14,9 @@ first, the rest started. When none is idle and the pool is full, files wait in t
 children to come back: with many short files at once one comes back every fraction of a second,
 sooner than a new child would be ready, and starting many children at once on busy cores takes
 seconds. A waiting file starts a child only when none has come back for about what starting one
-for each waiting file would take on the pool's cores (the busy ones are held by long files). Children started past `size` are retired when
-they come back. Idle children retire after `idle_s`. Each child runs in its own session with its
-own limits, as before.
+for each waiting file would take on the pool's cores (the busy ones are held by long files).
+Children started past `size` are retired when they come back. Idle children retire after
+`idle_s`. Each child runs in its own session with its own limits, as before.
 """
 
 from __future__ import annotations
@@ -44,8 +44,7 @@ from .protocol import ChildIdle, ChildSpec, End, Kind, decode_payload, encode, r
 log = logging.getLogger(__name__)
 
 DEFAULT_WAIT_S = 0.5
-"""How long a file waits for a busy child to come back before starting one, until the pool has
-timed its own children's start-up."""
+"""A child's start-up time (see `ChildPool.wait_s`) until the pool has timed its own children's."""
 GROWTH_BYTES = 128 * 2**20
 """Address space a child may gain over its warm size and still be reused (measured: +43 MB over
 its first few files, flat after; 60 files of four containers)."""
@@ -97,7 +96,8 @@ class ChildProcess:
         self._sink: FileSink | None = None
         self._sink_lock = threading.Lock()
         self._gone = False
-        self._idle: queue.Queue[ChildIdle | None] = queue.Queue()
+        self._ready: queue.Queue[ChildIdle | None] = queue.Queue()
+        """Its IDLE answers after files; None once its stream ended."""
         self._closed = threading.Event()
         self._stderr: collections.deque[bytes] = collections.deque(maxlen=50)
         self._send_lock = threading.Lock()
@@ -175,11 +175,11 @@ class ChildProcess:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                idle = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+                idle = self._ready.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 return None
             if idle is None:
-                self._idle.put(None)  # stays at the end
+                self._ready.put(None)  # stays at the end
                 return None
             if idle.files == self.files + 1:
                 self.files, self.last = idle.files, idle
@@ -237,7 +237,7 @@ class ChildProcess:
                         self.warm = idle
                         self.startup_s = time.monotonic() - self._started
                     else:
-                        self._idle.put(idle)
+                        self._ready.put(idle)
                     continue
                 with self._sink_lock:
                     sink = self._sink
@@ -251,7 +251,7 @@ class ChildProcess:
             with self._sink_lock:
                 self._gone = True
                 sink = self._sink
-            self._idle.put(None)
+            self._ready.put(None)
             if sink is not None:
                 sink.ended()
 
