@@ -296,3 +296,17 @@ def test_a_file_behind_a_long_one_starts_its_own_child(files):
         assert list(pool.stats().idle_pids) == first
     finally:
         pool.close()
+
+
+def test_without_a_pool_each_file_starts_its_own_child_at_once(files):
+    """ASR_DECODER_POOL=0: no waiting for a child to come back, and none is kept."""
+    pool = ChildPool(PoolOptions(size=0, wait_s=30.0))
+    try:
+        started = time.monotonic()
+        with MediaStream(files[0], "one.wav", AudioLimits(), with_vad=False, pool=pool) as media:
+            assert time.monotonic() - started < 5
+            pids = media.pids
+            assert consume(media) > 0
+        assert pool.stats().live == 0 and not any(running(pid) for pid in pids)
+    finally:
+        pool.close()

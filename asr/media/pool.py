@@ -329,7 +329,7 @@ class ChildPool:
                         got = self._pop_idle(module, spec, wanted)
                         if not got:
                             doomed += self._make_room()
-                    if got or self._closed or self._live < self.options.size:
+                    if got or self._closed or self._live < self.options.size or self.options.size == 0:
                         break
                     now = time.monotonic()
                     if since is None:
