@@ -113,6 +113,8 @@ class Runner(BaseRunner):
         self.sweeper = Sweeper(SweepOptions(use_private_tempdir(), stale_s=settings.sweep_stale_s(),
                                             interval_s=settings.sweep_interval_s())).start()
         self.transcriber = Transcriber.load()
+        # Warm decoder children for the first requests (each takes ~0.5 s of CPU to start).
+        self.transcriber.frontend.prestart()
         self._running = 0
         self._running_lock = threading.Lock()
         health.mark(running=False)

@@ -112,6 +112,17 @@ def frontend_workers() -> int | None:
     return whole("ASR_FRONTEND_WORKERS", None) or None
 
 
+def decoder_pool() -> int | None:
+    """ASR_DECODER_POOL: decoder children kept warm for the next files (unset: every usable
+    core; 0: none, each file starts its own)."""
+    return whole("ASR_DECODER_POOL", None)
+
+
+def decoder_idle_s() -> float:
+    """ASR_DECODER_IDLE_S: seconds a warm decoder child waits for a file before it exits."""
+    return number("ASR_DECODER_IDLE_S", 300.0)
+
+
 def fault_injection() -> bool:
     """ASR_FAULT_INJECTION: the decoder's test-only failure hook (off unless 1)."""
     return text("ASR_FAULT_INJECTION") == "1"

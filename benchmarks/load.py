@@ -2,7 +2,8 @@
 clips, cut from real speech), and the same clips are then sent one after another as the baseline
 of the same run. Optionally one long file runs at the same time, and a 10 s clip is sent while it
 runs. Reports throughput (audio seconds per wall second), p50/p95 latency per clip, 409s, the
-GPU-busy share (in-process) and the server worker's memory (HTTP).
+GPU-busy share (in-process), the server worker's memory (HTTP), and the decoder processes alive
+after each round with their memory (the warm pool's idle children).
 
     # over HTTP against the real server with the tiny model (starts `make serve` itself):
     .venv/bin/python benchmarks/load.py --http --clients 16 [--rounds 1] [--long-minutes 10]
@@ -108,6 +109,11 @@ class HttpTarget:
     def worker_rss_mb(self) -> float | None:
         if self.server is None:
             return None
+        from tests.service import rss_mb
+
+        return round(rss_mb(self._worker()), 1)
+
+    def _worker(self) -> int:
         import os
 
         from tests.service import rss_mb, session_processes
@@ -115,7 +121,16 @@ class HttpTarget:
         procs = session_processes(os.getpgid(self.server.proc.pid))
         workers = [pid for pid, cmd in procs.items() if "coglet" in cmd and "worker" in cmd] or \
                   [pid for pid, cmd in procs.items() if "python" in cmd]
-        return round(max((rss_mb(p) for p in workers), default=0.0), 1)
+        return max(workers, key=rss_mb)
+
+    def decoders(self) -> tuple[int, float] | None:
+        """The worker's decoder processes now (the warm pool's, between rounds): count, RSS MB."""
+        if self.server is None:
+            return None
+        from tests.service import decoder_children_of, rss_mb
+
+        pids = decoder_children_of(self._worker())
+        return len(pids), round(sum(rss_mb(p) for p in pids), 1)
 
     def close(self) -> None:
         if self.server is not None:
@@ -146,6 +161,14 @@ class InProcessTarget:
 
     def busy_s(self) -> float:
         return self.transcriber.scheduler.busy_s
+
+    def decoders(self) -> tuple[int, float]:
+        import os
+
+        from tests.service import decoder_children_of, rss_mb
+
+        pids = decoder_children_of(os.getpid())
+        return len(pids), round(sum(rss_mb(p) for p in pids), 1)
 
     def worker_rss_mb(self) -> float | None:
         from tests.service import rss_mb
@@ -206,6 +229,9 @@ def measure(target, clips: list[Path], clients: int, rounds: int, long_file: Pat
         rss.append(target.worker_rss_mb())
         row = summarise(f"concurrent_round{r + 1}", lat, audio, wall, fail, clients=clients,
                         conflicts_409=target.conflicts, worker_rss_mb=rss[-1])
+        decoders = target.decoders()
+        if decoders is not None:
+            row["decoders_alive"], row["decoders_rss_mb"] = decoders
         if hasattr(target, "busy_s"):
             row["gpu_busy_share"] = round((target.busy_s() - busy0) / wall, 3)
             busy0 = target.busy_s()

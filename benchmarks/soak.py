@@ -10,7 +10,8 @@ Prints, after a short warm-up and again at the end: the resident memory of the s
 worker, the worker's open file descriptors, the number of entries in the server's private temp
 directory, and any decoder processes still alive. Requests rotate through real recordings,
 several containers, a translation, a silent file and a bad upload (so error paths are soaked too).
-Target: worker RSS growth under 100 MB; temp directory as it was; no decoder process left.
+Target: worker RSS growth under 100 MB; temp directory as it was; no decoder process left working
+(the warm pool keeps at most one idle child per core; their memory is printed too).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from asr.media.policy import usable_cores  # noqa: E402
 from recordings import recording  # noqa: E402
 from tests.service import (  # noqa: E402
     ensure_tiny_model, open_files, rss_mb, session_processes, start_server, stop_server,
@@ -66,7 +68,17 @@ def snapshot(server, tmpdir: Path) -> dict:
         "worker_open_files": open_files(worker) if worker else 0,
         "temp_entries": len(os.listdir(tmpdir)),
         "decoders_alive": len(decoders),
+        "decoders_busy": sum(holds_timeline(p) for p in decoders),
+        "decoders_rss_mb": sum(rss_mb(p) for p in decoders),
     }
+
+
+def holds_timeline(pid: int) -> bool:
+    """A decoder working on a file (it holds the file's shared timeline); warm idle ones do not."""
+    try:
+        return any("asr-timeline" in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
 
 
 def _cmd(pid: int) -> str:
@@ -155,7 +167,8 @@ def main() -> int:
     for key in start:
         print(f"{key:24}{start[key]:>10.1f}{end[key]:>10.1f}{end[key] - start[key]:>+10.1f}")
     growth = end["worker_rss_mb"] - start["worker_rss_mb"]
-    ok = growth < 100 and end["temp_entries"] == start["temp_entries"] and end["decoders_alive"] == 0
+    ok = (growth < 100 and end["temp_entries"] == start["temp_entries"] and end["decoders_busy"] == 0
+          and end["decoders_alive"] <= usable_cores())  # the warm pool keeps at most a child per core
     print(f"worker RSS growth {growth:+.1f} MB (target < 100 MB): {'ok' if ok else 'NOT OK'}")
     return 0 if ok else 1
 

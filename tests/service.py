@@ -76,6 +76,21 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def decoder_children_of(parent: int) -> list[int]:
+    """The decoder processes `parent` started (each runs in a session of its own)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent and b"asr.media." in (d / "cmdline").read_bytes():
+                out.append(int(d.name))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -22,7 +22,7 @@ from asr.media import decode
 from asr.media.policy import SEGMENT_SAMPLES
 from asr.types import SAMPLE_RATE
 from tests.media import RECIPES, repeat_encoded, write_media
-from tests.test_hostile import decoder_children
+from tests.test_hostile import busy_decoder_children, decoder_children
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,8 +107,11 @@ def test_a_child_killed_while_finishing_chunks_fails_clearly(ten_minutes_mp3):
 
 
 def test_closing_early_stops_the_children(ten_minutes_mp3):
+    """Closed early, the file's children are killed and reaped, not kept warm for another file."""
     gen = iter(FrontEnd(workers=2).run(ten_minutes_mp3))
     next(gen)
-    assert decoder_children()
+    busy = busy_decoder_children()
+    assert len(busy) == 2
     gen.close()
-    assert decoder_children() == []
+    assert busy_decoder_children() == []
+    assert not set(busy) & set(decoder_children())

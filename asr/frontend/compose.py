@@ -31,7 +31,8 @@ from .. import settings
 from ..errors import InputError
 from ..media import policy
 from ..media.protocol import ChunkDone, RangePlan, RangeSummary, StreamInfo
-from ..media.supervisor import Audio, MediaStream, Probabilities
+from ..media.pool import ChildPool
+from ..media.supervisor import Audio, MediaStream, Probabilities, prestart
 from ..types import SAMPLE_RATE, AudioLimits, Chunk, ChunkOptions, ChunkPlan, LoudnessOptions, PreparedChunk, VadOptions
 from .buffer import SampleBuffer
 from .chunking import ChunkPacker
@@ -90,13 +91,21 @@ class FrontEnd:
         loudness_options: LoudnessOptions | None = None,
         limits: AudioLimits | None = None,
         workers: int | None = None,
+        pool: ChildPool | None = None,
     ):
-        """`workers`: decoder children per file (default: every core this process may use)."""
+        """`workers`: decoder children per file (default: every core this process may use);
+        `pool`: where they come from (default: the process's shared pool of warm children)."""
         self.vad_options = vad_options or VadOptions()
         self.chunk_options = chunk_options or ChunkOptions()
         self.loudness_options = loudness_options or LoudnessOptions()
         self.limits = limits or AudioLimits.from_env()
         self.workers = workers or settings.frontend_workers()
+        self.pool = pool
+
+    def prestart(self) -> int:
+        """Start the warm decoder children now (at server start-up), so the first file finds
+        them ready; returns how many were started."""
+        return prestart(self.limits, self.pool)
 
     def run(self, path: str | os.PathLike, progress: Progress | None = None, keep_audio: bool = False,
             display_name: str | None = None, workers: int | None = None) -> "FrontEndRun":
@@ -174,8 +183,9 @@ class FrontEndRun:
         workers = policy.worker_count(self.path, self._workers)
 
         with MediaStream(self.path, self.name, fe.limits, workers=workers, stop=self._stop,
-                         loudness=fe.loudness_options) as media:
+                         loudness=fe.loudness_options, pool=fe.pool) as media:
             assert media.timeline is not None
+            workers = media.workers
             timeline = media.timeline.samples
 
             def plan(spans: list) -> None:
@@ -243,6 +253,7 @@ class FrontEndRun:
                         )
                     planned = True
                     plan(tracker.finish(audio_end))
+                    media.no_more_jobs()  # the children go back once their jobs are answered
                     release()
                     t1 = time.perf_counter()
                 else:

@@ -1,6 +1,6 @@
 """Decoding in isolated child processes: the typed protocol both ends of the pipe use
-(`protocol`), the child's decode loop (`child`), the parent's supervisor (`supervisor`), and
-format policy and limits (`policy`)."""
+(`protocol`), the child's decode loop (`child`), the warm children every file shares (`pool`),
+the parent's supervisor (`supervisor`), and format policy and limits (`policy`)."""
 
 from __future__ import annotations
 

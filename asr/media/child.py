@@ -1,11 +1,16 @@
-"""The decoder child: `python -m asr.media.child REQUEST_JSON`.
+"""The decoder child: `python -m asr.media.child SPEC_JSON`.
 
-It limits itself first (address space, CPU time, no core files), opens the file with FFmpeg
+It limits itself first (address space, CPU time, no core files), warms up (imports, the VAD's
+session) and says it is idle; then it serves files one after another, as its parent sends them
+(asr.media.pool keeps warm children for every file the process decodes). For each file it
+opens the file with FFmpeg
 (PyAV) under the format policy, and for each time range it owns: seeks, decodes, downmixes,
 resamples to 16 kHz (soxr), removes DC offset, writes the audio into the shared timeline,
 scores the VAD, and streams typed messages (asr.media.protocol) on a private descriptor; it
 also finishes the chunks its parent asks for (asr.media.handover). Nothing else may write to
 that descriptor, so stdout is moved away and fd 1 points at stderr before any library is imported.
+After a file it unmaps and closes the file's timeline and says it is idle again; after an error
+it exits (the parent never gives such a child another file).
 
 Ranges join sample-exactly: after a seek, the first source samples are dropped until the source
 position maps to a whole 16 kHz sample, so the resampler's output grid is the sequential one;
@@ -14,21 +19,24 @@ the decoder's and resampler's start-up transients fall in a pre-roll that is dis
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
 import resource
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import ASRError, DecoderBug, InputError
 from ..types import SAMPLE_RATE, AudioLimits
 from . import policy, sniff
-from .handover import ChildLink
+from .handover import ChildLink, Commands
 from .protocol import (
-    ChildRequest, DecodeRange, ErrorInfo, ErrorKind, Kind, RangePlan, RangeSummary, StreamInfo, write,
+    ChildIdle, ChildRequest, ChildSpec, DecodeRange, ErrorInfo, ErrorKind, Kind, RangePlan, RangeSummary, StreamInfo,
+    write,
 )
 
 log = logging.getLogger(__name__)
@@ -464,7 +472,9 @@ def decode_range(container, stream, r: DecodeRange, origin_s: float | None, vad,
                         dropped_channels=tuple(sorted(dropped)), channel_reason=reason), first_pts_s
 
 
-def run(request: ChildRequest, link: ChildLink) -> None:
+def run(request: ChildRequest, link: ChildLink, vad=None) -> None:
+    """Decode this child's ranges of the file; `vad` is the child's warm Silero session (made
+    here if the warm-up could not make it)."""
     name = request.display_name
     fix = check_input(request.path, name).length_fix
     container = open_input(request.path, name, fix)
@@ -497,8 +507,9 @@ def run(request: ChildRequest, link: ChildLink) -> None:
         mine = [r for r in plan if r.index % request.workers == request.worker]
         if not mine:
             return
-        vad = None
-        if request.with_vad:
+        if not request.with_vad:
+            vad = None
+        elif vad is None:
             from ..frontend.vad import SileroVad
 
             vad = SileroVad()
@@ -518,29 +529,75 @@ def run(request: ChildRequest, link: ChildLink) -> None:
         container.close()
 
 
-def _limit_self(memory_bytes: int, cpu_s: float) -> None:
+def _limit_self(spec: ChildSpec) -> None:
+    """For life: no core files, the address space, and the hard CPU limit (see ChildSpec)."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_bytes > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    if cpu_s > 0:
-        soft = int(cpu_s) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+    if spec.memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (spec.memory_bytes, spec.memory_bytes))
+    if spec.cpu_s > 0:
+        resource.setrlimit(resource.RLIMIT_CPU, (int(spec.cpu_s) + 1, spec.cpu_hard_s))
 
 
-def main(argv: list[str], before_decode=None) -> int:
-    """`before_decode(path)` is a hook for fault-injection tests (see asr.media.faults)."""
-    out_fd = os.dup(1)
-    os.dup2(2, 1)
-    request = ChildRequest.from_json(argv[1])
+def _limit_file(spec: ChildSpec) -> None:
+    """The soft CPU limit for the next file: `cpu_s` more than used so far (SIGXCPU past it)."""
+    if spec.cpu_s > 0:
+        used = _cpu_s()
+        resource.setrlimit(resource.RLIMIT_CPU, (min(int(used + spec.cpu_s) + 1, spec.cpu_hard_s - 5),
+                                                 spec.cpu_hard_s))
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _idle(files: int) -> ChildIdle:
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as f:
+        vm_pages, rss_pages = (int(v) for v in f.read().split()[:2])
+    return ChildIdle(files=files, cpu_s=round(_cpu_s(), 3), vm_bytes=vm_pages * page, rss_bytes=rss_pages * page,
+                     fds=len(os.listdir("/proc/self/fd")) - 1)  # less the listing's own
+
+
+def _warm_up():
+    """Import what every file needs and load the VAD once, before any file waits for it. A
+    failure here is left for the first file to meet (and report as that file's error)."""
+    try:
+        import av  # noqa: F401
+        import soxr  # noqa: F401
+
+        from ..frontend import loudness
+        from ..frontend.vad import SileroVad
+
+        vad = SileroVad()
+        loudness.normalise(np.full(SAMPLE_RATE, 0.1, dtype=np.float32))  # imports its filters
+        return vad
+    except Exception:  # noqa: BLE001 - reported by the file that needs it
+        log.exception("decoder warm-up failed; the first file will try again")
+        return None
+
+
+def _give_back_memory() -> None:
+    """Return freed heap to the system after a file, so a warm child stays as small as a new one."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def serve_file(request: ChildRequest, out_fd: int, commands: Commands, vad,
+               before_decode: Callable[[str], None] | None) -> int | None:
+    """One file, start to END: None when it ended cleanly (ready for another), else the
+    status to exit with (after its error was sent, or when the parent is gone)."""
     limits = request.limits
-    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    _limit_self(limits.decoder_memory_bytes, limits.decode_timeout_s)
+    link = None
     try:
         if before_decode is not None:
             before_decode(request.path)
-        link = ChildLink(request, out_fd)
-        run(request, link)
+        link = ChildLink(request, out_fd, commands)
+        run(request, link, vad)
         link.serve()
+        return None if link.ended else 0
     except ASRError as e:
         write(out_fd, Kind.ERROR, ErrorInfo(ErrorKind.of(e), str(e)))
     except MemoryError:
@@ -555,7 +612,44 @@ def main(argv: list[str], before_decode=None) -> int:
         traceback.print_exc()  # to stderr, which the parent logs
         message = f"internal error in the audio decoder ({type(e).__name__}: {e}); please report it"
         write(out_fd, Kind.ERROR, ErrorInfo(ErrorKind.BUG, message))
+    finally:
+        if link is not None:
+            link.close()
+        if request.timeline_fd >= 0:
+            os.close(request.timeline_fd)
     return 0
+
+
+def main(argv: list[str], before_decode=None) -> int:
+    """`before_decode(path)` is a hook for fault-injection tests (see asr.media.faults)."""
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    spec = ChildSpec.from_json(argv[1])
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    _limit_self(spec)
+    commands = Commands(0)
+    vad = _warm_up()
+    files = 0
+    try:
+        write(out_fd, Kind.IDLE, _idle(files))
+        while True:
+            got = commands.next_request()
+            if got is None:
+                return 0  # the parent let this child go
+            request, fd = got
+            request = replace(request, timeline_fd=fd)
+            _limit_file(spec)
+            status = serve_file(request, out_fd, commands, vad, before_decode)
+            if status is not None:
+                return status
+            files += 1
+            _give_back_memory()
+            write(out_fd, Kind.IDLE, _idle(files))
+    except BrokenPipeError:
+        return 1
+    except ASRError as e:  # a protocol error between files
+        write(out_fd, Kind.ERROR, ErrorInfo(ErrorKind.of(e), str(e)))
+        return 0
 
 
 if __name__ == "__main__":

@@ -173,15 +173,16 @@ def check_coverage(name: str, container: str, decoded_bytes: int, span_bytes: in
         )
 
 
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def worker_count(path: str | os.PathLike, requested: int | None) -> int:
-    """How many decoder children to start for one file: the cores asked for (default: all this
+    """How many decoder children to use for one file: the cores asked for (default: all this
     process may use), but no more than the file's size makes worthwhile."""
-    if requested:
-        cores = requested
-    elif hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
+    cores = requested or usable_cores()
     try:
         size = Path(path).stat().st_size
     except OSError:

@@ -1,10 +1,16 @@
 """The typed protocol between the decoder child and its parent: both ends import this module.
 
-Frames are `<kind: u8><length: u32><payload>`, on the child's stdout (child to parent) and its
-stdin (parent to child: credits and chunk jobs). VAD probabilities travel as raw float32;
+Frames are `<kind: u8><length: u32><payload>`, on the child's stdout (child to parent) and on
+its stdin, a Unix socket (parent to child: files, credits and chunk jobs; a file's request
+carries the descriptor of its shared timeline as SCM_RIGHTS, because a child outlives the file
+and cannot inherit a timeline made after it started). VAD probabilities travel as raw float32;
 everything else as JSON of the frozen dataclasses below. Audio never travels here: it is in the
 shared timeline (asr.media.shared), and messages only say which stretch is ready. Errors travel
 as data (an `ErrorKind` and a message), never as a class name looked up by string.
+
+A child's life: started with its `ChildSpec` (the limits it sets on itself), it warms up and
+says IDLE; then, per file: START (the request), its messages, END from the parent, IDLE again.
+After an ERROR it exits; a child is never given another file after anything but a clean END.
 """
 
 from __future__ import annotations
@@ -44,6 +50,12 @@ class Kind(enum.IntEnum):
     """ChunkJob (parent to child): cut, measure and normalise one chunk."""
     RELEASE = 10
     """Release (parent to child): give the timeline's memory before a sample back."""
+    START = 11
+    """ChildRequest (parent to child): the next file; its timeline's descriptor comes with it."""
+    END = 12
+    """End (parent to child): the file is over; let its timeline go and say IDLE."""
+    IDLE = 13
+    """ChildIdle: ready for a file (once warmed up, and after each file's END)."""
 
 
 class ErrorKind(enum.Enum):
@@ -112,7 +124,8 @@ class ChildRequest:
     workers: int = 1
     with_vad: bool = True
     timeline_fd: int = -1
-    """The shared timeline (asr.media.shared), inherited by the child."""
+    """The shared timeline (asr.media.shared): the descriptor that came with the request, in
+    the child (the parent sends -1; the number it holds means nothing to the child)."""
     capacity_samples: int = 0
     credit_samples: int = 0
     """The child writes the timeline up to here until a Credit says more (back-pressure)."""
@@ -128,6 +141,56 @@ class ChildRequest:
         d["limits"] = AudioLimits(**d["limits"])
         d["loudness"] = LoudnessOptions(**d["loudness"])
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What a child is started with and keeps for life: the limits it sets on itself. A file
+    goes only to a child whose spec is `ChildSpec.of` the file's limits."""
+
+    memory_bytes: int
+    """Address-space limit (0: none)."""
+    cpu_s: float
+    """CPU seconds each file may use (0: no limit), counted from the file's start."""
+    max_files: int = 100
+    """Files a child serves before it is retired (bounds what native libraries could leak)."""
+
+    @classmethod
+    def of(cls, limits: AudioLimits) -> "ChildSpec":
+        return cls(memory_bytes=limits.decoder_memory_bytes, cpu_s=limits.decode_timeout_s)
+
+    @property
+    def cpu_hard_s(self) -> int:
+        """The hard CPU limit for the child's whole life: room for its warm-up and `max_files`
+        files at `cpu_s` each (a file past its own soft limit is killed, so none takes more),
+        plus the 5 s grace before SIGKILL that a single file had when each had its own child."""
+        return int((self.max_files + 1) * (self.cpu_s + 1)) + 5
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ChildSpec":
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class ChildIdle:
+    """A child ready for a file, and what it holds now: the parent retires one that grew."""
+
+    files: int
+    """Files finished so far (0: just warmed up)."""
+    cpu_s: float
+    vm_bytes: int
+    """Address space in use (what the memory limit counts)."""
+    rss_bytes: int
+    fds: int
+    """Open descriptors."""
+
+
+@dataclass(frozen=True)
+class End:
+    """The file is over (no fields: the kind says it all)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +265,8 @@ class ErrorInfo:
         return self.kind.exception(self.message)
 
 
-Message = StreamInfo | RangePlan | RangeSummary | ErrorInfo | Written | ChunkDone | Credit | Release | ChunkJob | np.ndarray
+Message = (StreamInfo | RangePlan | RangeSummary | ErrorInfo | Written | ChunkDone | Credit | Release | ChunkJob
+           | ChildRequest | End | ChildIdle | np.ndarray)
 
 
 def encode(kind: Kind, payload: object) -> bytes:
@@ -210,6 +274,8 @@ def encode(kind: Kind, payload: object) -> bytes:
         body = np.ascontiguousarray(payload, dtype=np.float32).tobytes()
     elif isinstance(payload, ErrorInfo):
         body = json.dumps({"kind": payload.kind.value, "message": payload.message}).encode()
+    elif isinstance(payload, ChildRequest):
+        body = payload.to_json().encode()
     else:
         body = json.dumps(asdict(payload)).encode()
     return HEADER.pack(int(kind), len(body)) + body
@@ -238,6 +304,12 @@ def decode_payload(kind: Kind, body: bytes) -> Message:
         return RangePlan(tuple(DecodeRange(**r) for r in d["ranges"]))
     if kind is Kind.ERROR:
         return ErrorInfo(ErrorKind(d["kind"]), d["message"])
+    if kind is Kind.START:
+        return ChildRequest.from_json(body)
+    if kind is Kind.END:
+        return End()
+    if kind is Kind.IDLE:
+        return ChildIdle(**d)
     raise ValueError(f"unknown message kind {kind}")
 
 

@@ -1,13 +1,14 @@
-"""The parent's side of decoding: start the decoder children for one file, enforce the deadline,
-turn their deaths into clear errors, merge their output into one stream in timeline order, and
-pass chunk jobs to them.
+"""The parent's side of decoding: take the decoder children for one file from the pool, enforce
+the deadline, turn their deaths into clear errors, merge their output into one stream in
+timeline order, and pass chunk jobs to them.
 
 Audio never crosses a pipe: the children write it into the shared timeline (asr.media.shared)
 and say which stretch is ready, within a credit the parent extends as it consumes the stream,
 so a child runs at most about one grid segment per child ahead of the consumer and memory stays
-flat in the recording's length. Each child has a reader thread that sorts its small messages:
-range events into the child's own queue (consumed in timeline order), finished chunks and
-errors into one results queue (consumed as they come). Every child is killed and reaped on close.
+flat in the recording's length. Each child's reader thread (asr.media.pool) sorts its small
+messages: range events into the child's own queue (consumed in timeline order), finished chunks
+and errors into one results queue (consumed as they come). On close, children whose file ended
+cleanly go back to the pool; every other is killed and reaped.
 """
 
 from __future__ import annotations
@@ -17,23 +18,20 @@ import logging
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import DecoderBug, DecoderFailure, Stopped
 from ..types import AudioLimits, Chunk, LoudnessOptions
 from . import policy
+from .pool import ChildPool, ChildProcess, shared
 from .protocol import (
-    ChildRequest, ChunkDone, ChunkJob, Credit, ErrorInfo, Kind, RangePlan, RangeSummary, Release, StreamInfo,
-    Written,
-    decode_payload, encode, read,
+    ChildRequest, ChildSpec, ChunkDone, ChunkJob, Credit, ErrorInfo, Kind, RangePlan, RangeSummary, Release,
+    StreamInfo, Written, decode_payload,
 )
 from .shared import SharedTimeline, capacity_samples
 
@@ -69,115 +67,74 @@ def child_module() -> str:
     return "asr.media.faults" if settings.fault_injection() else "asr.media.child"
 
 
-class DecoderProcess:
-    """One decoder child, the thread that drains its pipe, and the pipe that sends it commands."""
+def prestart(limits: AudioLimits, pool: ChildPool | None = None) -> int:
+    """Start warm children for files with these limits now, so the first file finds them ready."""
+    return (pool or shared()).prestart(child_module(), ChildSpec.of(limits))
 
-    def __init__(self, request: ChildRequest, index: int, deadline: float, stop: threading.Event | None,
+
+class DecoderProcess:
+    """One file's use of a decoder child: the file's request, the queue of its range messages,
+    its open chunk jobs; the child goes back to the pool after a clean end."""
+
+    def __init__(self, child: ChildProcess, request: ChildRequest, index: int, timeline_fd: int,
                  results: queue.Queue, wake: threading.Event):
         self.request = request
         self.index = index
         self.name = request.display_name
-        self.deadline = deadline
-        self.stop = stop
+        self._child: ChildProcess | None = child
         self._results = results
         self._wake = wake
-        self._closed = threading.Event()
         self._queue: queue.Queue = queue.Queue()  # small messages; the credit bounds how many
-        self._stderr: list[bytes] = []
-        self._send_lock = threading.Lock()
         self.outstanding = 0
         """Chunk jobs sent and not yet answered."""
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        # One core per child: its native libraries stay single-threaded.
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self._proc: subprocess.Popen | None = subprocess.Popen(
-            [sys.executable, "-m", child_module(), request.to_json()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, close_fds=True, pass_fds=(request.timeline_fd,), start_new_session=True,
-        )
-        self._threads = [threading.Thread(target=self._read_loop, name="decoder-reader", daemon=True),
-                         threading.Thread(target=self._drain_stderr, name="decoder-stderr", daemon=True)]
-        try:
-            for t in self._threads:
-                t.start()
-        except BaseException:
-            self.close()
-            raise
+        child.bind(self)
+        self.send(Kind.START, request, fd=timeline_fd)
 
-    def close(self) -> None:
-        """Kill the child, let the threads reading its pipes finish, and only then close the
-        pipes, so no thread reads a descriptor number that was closed and perhaps reused."""
-        proc = self._proc
-        if proc is None:
+    @property
+    def pid(self) -> int | None:
+        return None if self._child is None else self._child.pid
+
+    def deliver(self, kind: Kind, body: bytes) -> None:
+        """From the child's reader thread."""
+        if kind is Kind.CHUNK:
+            self._results.put((self.index, decode_payload(kind, body)))
+        else:
+            if kind is Kind.ERROR:  # also where the parent waits for finished chunks
+                self._results.put((self.index, decode_payload(kind, body)))
+            self._queue.put((kind, body))
+        self._wake.set()
+
+    def ended(self) -> None:
+        """From the child's reader thread: its stream ended."""
+        self._queue.put(None)
+        self._results.put((self.index, None))
+        self._wake.set()
+
+    def close(self, pool: ChildPool, reuse: bool) -> None:
+        """Give the child back for another file (`reuse`: this one ended cleanly, and the child
+        says it let the file go), or kill and reap it."""
+        child, self._child = self._child, None
+        if child is None:
             return
-        self._proc = None
-        self._closed.set()
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5)
-        with self._send_lock:
-            for f in (proc.stdin, proc.stdout, proc.stderr):
-                if f is not None:
-                    try:
-                        f.close()
-                    except OSError:  # stdin of a dead child: nothing left to flush
-                        pass
-        self._returncode = proc.returncode
+        idle = child.end_file() if reuse else None
+        if idle is None:  # killed and reaped while still bound: its last words land here
+            pool.give_back(child, None)
+            child.unbind()
+        else:  # idle: unbound before another file can take it
+            child.unbind()
+            pool.give_back(child, idle)
 
-    def send(self, kind: Kind, payload: object) -> None:
-        """A command on the child's stdin; a child that is gone raises its death's error."""
-        with self._send_lock:
-            proc = self._proc
-            if proc is None or proc.stdin is None:
-                return
-            try:
-                os.write(proc.stdin.fileno(), encode(kind, payload))  # small: one atomic pipe write
-                return
-            except (BrokenPipeError, OSError):
-                pass
+    def send(self, kind: Kind, payload: object, fd: int | None = None) -> None:
+        """A command on the child's socket; a child that is gone raises its death's error."""
+        child = self._child
+        if child is None:
+            return
+        try:
+            child.send(kind, payload, fd)
+            return
+        except OSError:
+            pass
         raise self.death()
-
-    def _read_loop(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        fd = proc.stdout.fileno()  # stays open until this thread has finished (see close)
-        try:
-            while not self._closed.is_set():
-                frame = read(fd)
-                if frame is None:
-                    break
-                kind, body = frame
-                if kind is Kind.CHUNK:
-                    self._results.put((self.index, decode_payload(kind, body)))
-                else:
-                    if kind is Kind.ERROR:  # also where the parent waits for finished chunks
-                        self._results.put((self.index, decode_payload(kind, body)))
-                    self._queue.put(frame)
-                self._wake.set()
-        except (OSError, ValueError):
-            pass
-        finally:
-            self._queue.put(None)  # end of stream
-            self._results.put((self.index, None))
-            self._wake.set()
-
-    def _drain_stderr(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stderr is not None
-        try:
-            for line in proc.stderr:
-                if len(self._stderr) < 200:
-                    self._stderr.append(line)
-        except (OSError, ValueError):
-            pass
 
     _NOTHING = object()
 
@@ -198,13 +155,9 @@ class DecoderProcess:
         return message
 
     def death(self) -> DecoderFailure:
-        proc = self._proc
-        code = None
-        if proc is not None:
-            try:
-                code = proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                code = None
+        """The error for a child that died (or left) in the middle of this file."""
+        child = self._child
+        code = child.exit_status(timeout_s=10) if child is not None else None
         if code is not None and code < 0:
             try:
                 sig = signal.Signals(-code).name
@@ -215,8 +168,7 @@ class DecoderProcess:
                 how = f"was stopped ({sig}: over its CPU or memory limit)"
         else:
             how = f"exited unexpectedly (status {code})"
-        self.close()
-        tail = b"".join(self._stderr[-5:]).decode("utf-8", "replace").strip()
+        tail = child.stderr_tail() if child is not None else ""
         if tail:
             log.warning("decoder stderr for '%s': %s", self.name, tail)
         return DecoderFailure(
@@ -230,18 +182,21 @@ class MediaStream:
     timeline order: StreamInfo, the RangePlan, then per range its Audio and Probabilities and its
     RangeSummary. A range that reports a truncated file ends the stream (what came before is
     kept), as the sequential decoder would. `finish(chunk)` has a child cut and normalise a
-    chunk; `results()` gives the finished ones. Use as a context manager, or call close()."""
+    chunk; `results()` gives the finished ones; after `no_more_jobs()` the children go back to
+    the pool as soon as their jobs are answered. Use as a context manager, or call close()."""
 
     def __init__(self, path: str | os.PathLike, display_name: str, limits: AudioLimits, workers: int = 1,
                  with_vad: bool = True, stop: threading.Event | None = None,
-                 loudness: LoudnessOptions | None = None):
+                 loudness: LoudnessOptions | None = None, pool: ChildPool | None = None):
         self.path = os.fspath(path)
         self.name = display_name
         self.limits = limits
         self.workers = max(1, workers)
+        """Children asked for; once entered, the children this file has."""
         self.with_vad = with_vad
         self.stop = stop
         self.loudness = loudness or LoudnessOptions()
+        self.pool = pool or shared()
         self.ahead_samples = (self.workers + 1) * policy.SEGMENT_SAMPLES
         """How far past what the parent has consumed the children may write."""
         self.timeline: SharedTimeline | None = None
@@ -256,37 +211,82 @@ class MediaStream:
         self._range = 0
         self._credited = 0
         self._deadline = 0.0
+        self._truncated = False
+        self._last_job = False
+        self._let_go = False
 
     def __enter__(self) -> "MediaStream":
-        self._deadline = time.monotonic() + self.limits.decode_timeout_s
         try:
             self.timeline = SharedTimeline(capacity_samples(self.limits))
-            for j in range(self.workers):
+            children = self.pool.take(child_module(), ChildSpec.of(self.limits), self.workers, self.stop)
+            self.check_stop()
+            self.workers = len(children)
+            self.ahead_samples = (self.workers + 1) * policy.SEGMENT_SAMPLES
+            # The deadline is the decoder's: it starts once the children have the file.
+            self._deadline = time.monotonic() + self.limits.decode_timeout_s
+            for j, child in enumerate(children):
                 request = ChildRequest(path=self.path, display_name=self.name, limits=self.limits,
                                        worker=j, workers=self.workers, with_vad=self.with_vad,
-                                       timeline_fd=self.timeline.fd, capacity_samples=self.timeline.capacity,
+                                       capacity_samples=self.timeline.capacity,
                                        credit_samples=self.ahead_samples, loudness=self.loudness)
-                self._children.append(DecoderProcess(request, j, self._deadline, self.stop, self._results,
-                                                     self._wake))
+                try:
+                    self._children.append(DecoderProcess(child, request, j, self.timeline.fd, self._results,
+                                                         self._wake))
+                except BaseException:
+                    for rest in children[j:]:
+                        rest.unbind()
+                        self.pool.give_back(rest, None)
+                    raise
         except BaseException:
-            self.close()
+            self.close(reuse=False)
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(reuse=exc_type is None)
 
-    def close(self) -> None:
+    @property
+    def pids(self) -> list[int]:
+        """The children working on this file now (none once they went back)."""
+        return [pid for pid in (c.pid for c in self._children) if pid is not None]
+
+    def _clean(self) -> bool:
+        """Whether the file ended so that its children may serve another: every range delivered
+        (none cut short), every chunk job answered, not stopped, inside the deadline."""
+        return (self.done and not self._truncated and all(c.outstanding == 0 for c in self._children)
+                and not (self.stop is not None and self.stop.is_set()) and time.monotonic() <= self._deadline)
+
+    def _return_children(self, reuse: bool) -> None:
+        reuse = reuse and self._clean()
         for child in self._children:
-            child.close()
+            child.close(self.pool, reuse)
+        self._let_go = True
+
+    def close(self, reuse: bool = True) -> None:
+        """Let the children go (back to the pool only if the file ended cleanly and `reuse`),
+        then the timeline."""
+        self._return_children(reuse)
         if self.timeline is not None:
             self.timeline.close()
 
-    def check(self) -> None:
-        """Raise if the consumer stopped us or the deadline passed."""
+    def no_more_jobs(self) -> None:
+        """No chunk job will follow: the children go back to the pool once every range is in
+        and every job is answered (`results()` sees to it); the timeline stays readable."""
+        self._last_job = True
+        self._maybe_let_go()
+
+    def _maybe_let_go(self) -> None:
+        if self._last_job and not self._let_go and self._clean():
+            self._return_children(reuse=True)
+
+    def check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
             raise Stopped(f"decoding '{self.name}' was stopped")
-        if time.monotonic() > self._deadline:
+
+    def check(self) -> None:
+        """Raise if the consumer stopped us or the deadline passed."""
+        self.check_stop()
+        if not self._let_go and time.monotonic() > self._deadline:
             raise DecoderFailure(
                 f"decoding '{self.name}' took longer than {self.limits.decode_timeout_s:g} s and "
                 f"was stopped; the file may be damaged or built to stall the decoder"
@@ -341,6 +341,7 @@ class MediaStream:
             self._range += 1
             if message.truncated_at_s is not None:
                 self._range = len(self._plan.ranges)
+                self._truncated = True
             if self._range >= len(self._plan.ranges):
                 self.done = True
             else:
@@ -374,6 +375,8 @@ class MediaStream:
 
     def finish(self, chunk: Chunk) -> int:
         """Send a chunk job to the child with the fewest open jobs; returns its id."""
+        if self._last_job:
+            raise DecoderBug(f"a chunk job for '{self.name}' after the last one")
         child = min(self._children, key=lambda c: c.outstanding)
         job = next(self._ids)
         child.send(Kind.FINISH, ChunkJob(job, tuple((s.start_sample, s.end_sample) for s in chunk.spans)))
@@ -385,6 +388,9 @@ class MediaStream:
         steps of a few seconds, so this costs a message now and then)."""
         assert self.timeline is not None
         if sample - self.timeline.released < _RELEASE_STEP_SAMPLES:
+            return
+        if self._let_go:  # the children have gone back: the parent punches the hole itself
+            self.timeline.release_before(sample)
             return
         self.timeline.released = sample
         child = min(self._children, key=lambda c: c.outstanding)
@@ -398,6 +404,7 @@ class MediaStream:
             try:
                 index, message = self._results.get_nowait()
             except queue.Empty:
+                self._maybe_let_go()
                 return out
             child = self._children[index]
             if isinstance(message, ChunkDone):

@@ -18,7 +18,8 @@ def usable_cores() -> int:
 class CoreShare:
     """A file that starts while n predictions run gets cores // n children (at least one). Files
     already running keep theirs, so the total can briefly exceed the cores while many start at
-    once; it settles as they end."""
+    once; it settles as they end. The children come from the warm pool (asr.media.pool), which
+    keeps at most one per core for the next files."""
 
     def __init__(self, cores: int | None = None):
         self.cores = cores or usable_cores()
