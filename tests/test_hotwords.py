@@ -107,6 +107,30 @@ def test_canary_confidence_is_lowest_where_the_model_doubts(canary, chunks):
     assert r.words[-1].confidence < 0.5
 
 
+def test_canary_keeps_while_decoding_the_probabilities_a_second_pass_gives(canary, chunks):
+    """Our greedy decoder keeps each token's probability as it decodes; they are the ones the
+    teacher-forced pass (used after a beam search) reads, so a word's confidence does not depend
+    on which path produced it."""
+    import torch
+
+    from asr.models import batching, confidence
+
+    model = canary.model
+    assert canary.fast_decoder is not None
+    with torch.inference_mode():
+        _, feats, lens = batching.prepare(canary.staging, model.preprocessor, chunks, canary.stages)
+        states, mask = canary._encode(feats, lens)
+        prompt = canary._prompt(Request("en", "en"), False, len(chunks))
+        hyps = model.decoding.decode_predictions_tensor(encoder_hidden_states=states, encoder_input_mask=mask,
+                                                        decoder_input_ids=prompt, return_hypotheses=True)
+        kept = confidence.kept_token_logprobs(hyps)
+        scored = confidence.aed_token_logprobs(model, states, mask, prompt, hyps)
+    assert kept is not None and [len(k) for k in kept] == [len(confidence.token_ids(h)) for h in hyps]
+    for a, b in zip(kept, scored):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert min(float(k.min()) for k in kept) < np.log(0.9), "the doubtful word is among them"
+
+
 @pytest.mark.parametrize("kind", ["parakeet-tdt", "ctc"])
 def test_transducer_and_ctc_boost_and_score(kind, chunks):
     model = load(kind)

@@ -137,7 +137,17 @@ class AEDModel:
         self._shared_features = aligner is not None and _same_preprocessor(model, aligner)
         self.boosted = boosting.BoostedDecodings(model, "aed", device)
         self.confidence = True
+
+    @property
+    def confidence(self) -> bool:
         """Word confidence (asr.models.confidence); benchmarks turn it off to measure its cost."""
+        return self._confidence
+
+    @confidence.setter
+    def confidence(self, on: bool) -> None:
+        self._confidence = bool(on)
+        if self.fast_decoder is not None:
+            self.fast_decoder.keep_probs = self._confidence
 
     def release(self) -> None:
         runtime.release(self.device)
@@ -167,8 +177,10 @@ class AEDModel:
                 if isinstance(hyps, tuple):  # (best, n-best) from some strategies
                     hyps = hyps[0]
                 stages.mark("decoder")
-                logprobs = (confidence.aed_token_logprobs(model, states, mask, prompt, hyps)
-                            if self.confidence else None)
+                logprobs = None
+                if self.confidence:  # kept by our greedy decoder; scored again after a beam search
+                    logprobs = (confidence.kept_token_logprobs(hyps)
+                                or confidence.aed_token_logprobs(model, states, mask, prompt, hyps))
                 stages.mark("confidence")
                 del states, mask
                 if aligned:

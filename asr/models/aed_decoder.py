@@ -14,6 +14,10 @@ has CUDA-graph decoders for transducers and CTC only.
 timestamp handling stay in use. The arithmetic is NeMo's (pre-LN blocks, queries and keys each
 divided by the fourth root of the head size, -10000 additive masks), so on the same dtype the
 tokens are NeMo's tokens (tested against NeMo's greedy `transcribe()` on the tiny model).
+
+Each step also keeps the probability the model gave the token it chose (one log-sum-exp over the
+vocabulary, on the device), returned where NeMo's generator returns its step confidences, so
+NeMo's packing puts it in `hypothesis.token_confidence`: word confidence without a second pass.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class _Shape:
     frames: int
     prompt: int
     steps: int
+    probs: bool = True
 
     @property
     def positions(self) -> int:
@@ -94,6 +99,8 @@ class GreedyDecoder:
         self._torch = torch
         self.steps_run = 0
         """Decoder steps run so far (all batches), for benchmarks."""
+        self.keep_probs = True
+        """Keep each token's probability (NeMo's step confidences); off only to measure its cost."""
 
     # -- NeMo's generator interface -------------------------------------------------------------
 
@@ -103,8 +110,12 @@ class GreedyDecoder:
         if return_beam_scores or decoder_input_ids is None or encoder_hidden_states is None:
             return self.generator(decoder_input_ids, encoder_hidden_states, encoder_input_mask, return_beam_scores)
         with torch.inference_mode():
-            tokens = self.decode(encoder_hidden_states, encoder_input_mask, decoder_input_ids)
-        return tokens, None, None, None
+            tokens, probs = self.decode_with_probs(encoder_hidden_states, encoder_input_mask, decoder_input_ids)
+        if not self.keep_probs:
+            return tokens, None, None, None
+        # NeMo's layout for step confidences: one per column of `tokens`, 1 for the prompt
+        prompt = torch.ones(decoder_input_ids.shape, dtype=probs.dtype, device=probs.device)
+        return tokens, None, torch.cat([prompt, probs], dim=1), None
 
     # -- decoding ---------------------------------------------------------------------------------
 
@@ -116,17 +127,24 @@ class GreedyDecoder:
     def decode(self, enc, enc_mask, prompt):
         """(B, prompt + generated) token ids, as NeMo's generator returns them: each row stops at
         <eos> and is padded with <pad> after it; the columns end where the last row ended."""
+        return self.decode_with_probs(enc, enc_mask, prompt)[0]
+
+    def decode_with_probs(self, enc, enc_mask, prompt):
+        """`decode`'s token ids, and (B, generated) float32: the probability the model gave each
+        generated token (padding after <eos> included, as NeMo's step confidences do; zeros when
+        `keep_probs` is off)."""
         torch = self._torch
         batch, frames = enc.shape[0], enc.shape[1]
         prompt_len = prompt.shape[1]
         steps = self.max_steps(frames, prompt_len)
         if steps == 0:
-            return prompt
+            return prompt, torch.zeros((prompt.shape[0], 0), dtype=torch.float32, device=prompt.device)
         if self.graphs:
             shape = _Shape(_bucket(batch), -(-frames // FRAME_BUCKET) * FRAME_BUCKET, prompt_len, 0)
-            shape = _Shape(shape.batch, shape.frames, prompt_len, self.max_steps(shape.frames, prompt_len))
+            shape = _Shape(shape.batch, shape.frames, prompt_len, self.max_steps(shape.frames, prompt_len),
+                           self.keep_probs)
         else:
-            shape = _Shape(batch, frames, prompt_len, steps)
+            shape = _Shape(batch, frames, prompt_len, steps, self.keep_probs)
         state = self._state(shape)
         state.load(enc, enc_mask, prompt, steps)
         self._prompt_pass(state)  # emits the first token
@@ -142,9 +160,11 @@ class GreedyDecoder:
             emitted += n
         self.steps_run += emitted
         generated = state.out[:batch, :emitted]
+        logp = state.logp[:batch, :emitted]
         if bool(state.finished[:batch].all()):  # NeMo stops at the step where the last row ended
-            generated = generated[:, : int(state.ended_at[:batch].max()) + 1]
-        return torch.cat([prompt, generated.to(prompt.dtype)], dim=1)
+            end = int(state.ended_at[:batch].max()) + 1
+            generated, logp = generated[:, :end], logp[:, :end]
+        return torch.cat([prompt, generated.to(prompt.dtype)], dim=1), logp.exp()
 
     def _state(self, shape: _Shape) -> "_State":
         torch = self._torch
@@ -199,8 +219,13 @@ class GreedyDecoder:
     def _emit(self, state: "_State", logits) -> None:
         torch = self._torch
         nxt = torch.argmax(logits, dim=-1)
+        where = (state.rows, state.step.expand_as(state.rows))
+        if state.shape.probs:  # the chosen token's log-probability: its logit minus the log-sum-exp
+            logits = logits.float()
+            chosen = logits.gather(-1, nxt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+            torch.index_put_(state.logp, where, chosen)
         nxt = torch.where(state.finished, torch.full_like(nxt, self.pad), nxt)
-        torch.index_put_(state.out, (state.rows, state.step.expand_as(state.rows)), nxt.to(state.out.dtype))
+        torch.index_put_(state.out, where, nxt.to(state.out.dtype))
         newly = (nxt == self.eos) & ~state.finished
         state.ended_at.copy_(torch.where(newly, state.step.expand_as(state.ended_at), state.ended_at))
         state.finished |= nxt == self.eos
@@ -306,6 +331,7 @@ class _State:
                 "finished": torch.zeros(b, dtype=torch.bool, device=device),
                 "ended_at": torch.zeros(b, dtype=torch.long, device=device),
                 "out": torch.zeros(b, max(1, shape.steps), dtype=torch.long, device=device),
+                "logp": torch.zeros(b, max(1, shape.steps), dtype=torch.float32, device=device),
                 "rows": torch.arange(b, device=device),
                 "key_index": torch.arange(t, device=device),
             }
@@ -338,9 +364,10 @@ class _State:
         self.finished[b:] = True  # padding rows
         self.ended_at.fill_(steps)
         self.out.fill_(self.dec.pad)
+        self.logp.zero_()
 
     def snapshot(self):
-        return {k: getattr(self, k).clone() for k in ("token", "pos", "step", "finished", "ended_at", "out")} | {
+        return {k: getattr(self, k).clone() for k in ("token", "pos", "step", "finished", "ended_at", "out", "logp")} | {
             "self_k": self.self_k.clone(), "self_v": self.self_v.clone()}
 
     def restore(self, saved) -> None:

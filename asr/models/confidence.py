@@ -1,9 +1,10 @@
 """Word confidence: how sure the model was of each word it wrote, with one meaning for every family.
 
 A token's probability is the one the model gave that token at the step that emitted it, given
-the audio and the tokens before it (no boosting, no beam: the model's own distribution). It is
-read by scoring the emitted tokens once more in one batched pass, so it is the same whatever
-decoder chose them (our greedy decoder, NeMo's beam search with phrase boosting):
+the audio and the tokens before it (no boosting, no beam: the model's own distribution). Our
+greedy AED decoder keeps it while decoding (asr.models.aed_decoder: free); otherwise it is read
+by scoring the emitted tokens once more in one batched pass, so it is the same whatever decoder
+chose them (NeMo's generator, NeMo's beam search with phrase boosting):
 
 - attention encoder-decoders (Canary): the decoder run once over prompt + tokens (teacher
   forcing), each token's log-probability read off the next-token distribution;
@@ -33,6 +34,22 @@ def token_ids(hyp) -> list[int]:
     if seq is None:
         return []
     return [int(t) for t in (seq.tolist() if hasattr(seq, "tolist") else seq)]
+
+
+def kept_token_logprobs(hyps) -> list[np.ndarray] | None:
+    """Per hypothesis, its tokens' log-probabilities as the decoder kept them while decoding
+    (`hyp.token_confidence`, one probability per token of `y_sequence`); None unless every
+    hypothesis has them (then they are scored with a second pass)."""
+    out = []
+    for hyp in hyps:
+        probs = getattr(hyp, "token_confidence", None)
+        if probs is None:
+            return None
+        probs = np.asarray(probs.float().cpu() if hasattr(probs, "cpu") else probs, dtype=np.float32).reshape(-1)
+        if len(probs) != len(token_ids(hyp)):
+            return None
+        out.append(np.log(np.maximum(probs, np.finfo(np.float32).tiny)))
+    return out
 
 
 def aed_token_logprobs(model, states, mask, prompt, hyps) -> list[np.ndarray]:
