@@ -460,17 +460,22 @@ def prefetch(items: Iterable[T], depth: int, cancel: threading.Event | None = No
         worker.join(timeout=30)
 
 
-MMAP_THRESHOLD_BYTES = 1 << 20
+MMAP_THRESHOLD_BYTES = 32 << 20
+"""The ceiling glibc's own growing threshold stops at on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX)."""
 
 
 MALLOC_ARENAS = 2
 
 
 def fix_mmap_threshold() -> None:
-    """Serve every allocation of 1 MB or more (audio buffers, request bodies) from its own mmap,
-    returned to the OS on free. glibc's default threshold grows after large frees, after which
-    such buffers land in the heap and a long-running server's memory creeps up (measured: +270 MB
-    over 300 requests, flat with this). An explicit MALLOC_MMAP_THRESHOLD_ in the environment wins.
+    """Fix glibc's mmap threshold at 32 MiB: allocations that large (a long file's samples, big
+    request bodies) get their own mmap, returned to the OS on free; smaller ones come from the
+    heap, which `release_memory` trims after each file. glibc's default threshold grows after
+    large frees, after which big buffers land in the heap and a long-running server's memory
+    creeps up (measured: +270 MB over 300 requests); any fixed threshold stops that growth.
+    Not lower: a 1 MiB threshold put every model tensor of 1 to 32 MiB on the CPU into a fresh
+    mmap (page faults to zero it, munmap on free) and made the model twice as slow on the CPU
+    (benchmarks/NOTES.md). An explicit MALLOC_MMAP_THRESHOLD_ in the environment wins.
 
     Also caps glibc's malloc arenas at MALLOC_ARENAS: each request starts new threads (front end,
     loudness, decoder readers), and each thread's arena kept its own high-water mark (measured
