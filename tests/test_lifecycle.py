@@ -16,11 +16,12 @@ from tests.test_hostile import busy_decoder_children, decoder_children
 
 @pytest.fixture(scope="module")
 def long_mp3(speech60, tmp_path_factory):
-    """Ten minutes of speech as MP3 (the 60 s clip's packets repeated): a long prediction."""
+    """Twenty minutes of speech as MP3 (the 60 s clip's packets repeated): a prediction that lasts
+    several seconds with the tiny model on two cores (ten minutes could end before a cancel)."""
     x, rate = speech60
     d = tmp_path_factory.mktemp("long")
     one = write_media(d / "one.mp3", x, rate, RECIPES["mp3"])
-    return repeat_encoded(one, 10, d / "ten-minutes.mp3")
+    return repeat_encoded(one, 20, d / "twenty-minutes.mp3")
 
 
 def uri(path) -> str:
@@ -59,7 +60,7 @@ def test_cancel_stops_a_long_prediction_and_the_next_one_works(server, long_mp3)
     before = sorted(os.listdir(server.tmpdir))
     thread, result = start_async(server, "cancel-me", {"audio": uri(long_mp3), "source_lang": "en"})
     wait_running(server)
-    time.sleep(3.0)  # decoding and the first batches are under way
+    time.sleep(1.5)  # decoding and the first batches are under way
     asked = time.monotonic()
     status, _ = server.request("POST", "/predictions/cancel-me/cancel")
     assert status == 200
