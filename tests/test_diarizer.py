@@ -41,8 +41,11 @@ def test_frame_probabilities_cover_the_recording(diarizer, voice_16k):
     assert np.all((act.probabilities >= 0) & (act.probabilities <= 1))
 
 
-def test_same_probabilities_as_nemos_own_streaming_forward(diarizer, speech_16k):
-    # window-by-window features + NeMo's streaming step == NeMo's forward over the whole file
+@pytest.mark.parametrize("async_streaming", [False, True])
+def test_same_probabilities_as_nemos_own_streaming_forward(diarizer, speech_16k, async_streaming, monkeypatch):
+    # window-by-window features + NeMo's streaming step == NeMo's forward over the whole file,
+    # in both of NeMo's state-update modes (checkpoints set `async_streaming` either way)
+    monkeypatch.setattr(diarizer.model, "async_streaming", async_streaming)
     audio = speech_16k[: 40 * SAMPLE_RATE]
     ours = diarizer.diarize(audio).probabilities
     with torch.inference_mode():
