@@ -466,6 +466,12 @@ MMAP_THRESHOLD_BYTES = 32 << 20
 
 MALLOC_ARENAS = 2
 
+TRIM_THRESHOLD_BYTES = 64 << 20
+"""Free memory at the top of a heap that glibc keeps rather than returning at once: twice the
+mmap threshold, as glibc's own dynamic setting would make it. Left at its 128 KiB default (an
+explicit mmap threshold freezes it there), every model layer on the CPU handed its activations
+back to the kernel and faulted them in again on the next layer."""
+
 
 def fix_mmap_threshold() -> None:
     """Fix glibc's mmap threshold at 32 MiB: allocations that large (a long file's samples, big
@@ -476,6 +482,10 @@ def fix_mmap_threshold() -> None:
     Not lower: a 1 MiB threshold put every model tensor of 1 to 32 MiB on the CPU into a fresh
     mmap (page faults to zero it, munmap on free) and made the model twice as slow on the CPU
     (benchmarks/NOTES.md). An explicit MALLOC_MMAP_THRESHOLD_ in the environment wins.
+
+    The trim threshold goes to TRIM_THRESHOLD_BYTES with it (MALLOC_TRIM_THRESHOLD_ wins): at
+    glibc's 128 KiB default the model's activations went back to the kernel after every layer
+    and were faulted in again, zeroed, for the next. `release_memory` still trims after each file.
 
     Also caps glibc's malloc arenas at MALLOC_ARENAS: each request starts new threads (front end,
     loudness, decoder readers), and each thread's arena kept its own high-water mark (measured
@@ -489,6 +499,8 @@ def fix_mmap_threshold() -> None:
         libc = ctypes.CDLL("libc.so.6")
         if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
             libc.mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD
+        if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+            libc.mallopt(-1, TRIM_THRESHOLD_BYTES)  # M_TRIM_THRESHOLD
         if "MALLOC_ARENA_MAX" not in os.environ:
             libc.mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX
     except (OSError, AttributeError):
