@@ -22,7 +22,7 @@ import numpy as np
 from .. import settings
 from ..languages import NAMES, pivot_pairs
 from ..types import ChunkResult, Request
-from . import aed_decoder, batching, boosting, confidence, runtime, xattn_cache
+from . import aed_decoder, batching, boosting, confidence, runtime, subsampling, xattn_cache
 from .base import hypothesis_result, pad_short
 from .capabilities import Capabilities
 
@@ -117,6 +117,7 @@ class AEDModel:
         if aligner is not None:  # not a registered submodule: model.to() does not move it
             aligner.to(model.device).eval()
         batching.cast_for_inference(model, device)
+        subsampling.spare_masks(model)
         use_greedy(model, DEFAULT_MAX_GENERATION_DELTA)
         self.fast_decoder = None
         infer = model.decoding.decoding

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..languages import NAMES
 from ..types import ChunkResult, Request
-from . import batching, boosting, confidence, runtime
+from . import batching, boosting, confidence, runtime, subsampling
 from .base import hypothesis_result, pad_short
 from .capabilities import Capabilities
 
@@ -63,6 +63,7 @@ class NativeTimestampModel:
         self.device = device
         self.batch_size = batch_size or runtime.default_batch_size(device)
         batching.cast_for_inference(model, device)
+        subsampling.spare_masks(model)
         _compute_timestamps(model)
         self.staging = batching.HostStaging(device)
         self.stages = runtime.StageTimer()

@@ -1,0 +1,67 @@
+"""The conformer's convolutional subsampling with only the masks that change its output.
+
+NeMo's `MaskedConvSequential` zeroes the padded frames before every layer and once more at the
+end: nine full passes over the largest activations of the encoder (channels x frames/2 x mels/2)
+for the usual `dw_striding` stack, where four give the same result. Padding can reach a real
+frame only through a convolution whose kernel spans several frames, so the mask is needed before
+those (and at the end); a 1x1 convolution reads only its own frame, and ReLU-like activations keep
+a zero at zero. A batch whose rows are all full length needs no mask at all (one chunk alone, or
+equal lengths). The output is bit-identical to NeMo's (`tests/test_subsampling.py`); on the tiny
+models on the CPU this is ~8 % of a batch's time.
+"""
+
+from __future__ import annotations
+
+import types
+
+_ZERO_KEEPING = ("ReLU", "ReLU6", "SiLU", "GELU", "LeakyReLU", "Hardtanh", "Identity", "Dropout")
+"""Element-wise layers with f(0) = 0: a zeroed frame stays zero through them."""
+
+
+def spare_masks(model) -> int:
+    """Give every `MaskedConvSequential` in `model` (and in its timestamp aligner, which is not a
+    registered submodule) the sparing forward. Returns how many it changed."""
+    from nemo.collections.asr.parts.submodules.subsampling import MaskedConvSequential
+
+    roots = [model, getattr(model, "timestamps_asr_model", None)]
+    changed = 0
+    for root in filter(None, roots):
+        for module in root.modules():
+            if isinstance(module, MaskedConvSequential) and not getattr(module, "_spares_masks", False):
+                module.forward = types.MethodType(_forward, module)
+                module._spares_masks = True
+                changed += 1
+    return changed
+
+
+def _forward(self, x, lengths):
+    """Same signature and result as `MaskedConvSequential.forward`: x (batch, time, features)."""
+    import torch
+    from nemo.collections.asr.parts.submodules.subsampling import apply_channel_mask, calculate_conv_output_size
+
+    x = x.unsqueeze(1)  # (batch, 1, time, features)
+    current = lengths.clone().float()
+    padded = bool((lengths < x.shape[2]).any())
+    mask = self._create_mask(x, current.long()) if padded else None
+    dirty = True  # the padded frames may hold something other than zero
+    for layer in self:
+        conv = isinstance(layer, torch.nn.Conv2d)
+        mixes_frames = conv and layer.kernel_size[0] > 1
+        keeps_zero = type(layer).__name__ in _ZERO_KEEPING
+        if mask is not None and dirty and not keeps_zero and (mixes_frames or not conv):
+            x = apply_channel_mask(x, mask)
+            dirty = False
+        x = layer(x)
+        if not keeps_zero:
+            dirty = True
+        if hasattr(layer, "stride") and layer.stride != (1, 1):
+            if hasattr(layer, "_left_padding"):  # CausalConv2D
+                padding = (layer._left_padding, layer._right_padding)
+            else:
+                padding = layer.padding
+            current = calculate_conv_output_size(current, layer.kernel_size[0], layer.stride[0], padding)
+            if mask is not None:
+                mask = self._create_mask(x, current.long())
+    if mask is not None and dirty:
+        x = apply_channel_mask(x, mask)
+    return x, current.long()
