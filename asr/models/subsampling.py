@@ -7,7 +7,7 @@ frame only through a convolution whose kernel spans several frames, so the mask 
 those (and at the end); a 1x1 convolution reads only its own frame, and ReLU-like activations keep
 a zero at zero. A batch whose rows are all full length needs no mask at all (one chunk alone, or
 equal lengths). The output is bit-identical to NeMo's (`tests/test_subsampling.py`); on the tiny
-models on the CPU this is ~8 % of a batch's time.
+Canary on the CPU, 38 chunks in batches of 4 take 0.95-1.02 s with it and 1.06-1.09 s without.
 """
 
 from __future__ import annotations
