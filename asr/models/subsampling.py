@@ -8,6 +8,8 @@ those (and at the end); a 1x1 convolution reads only its own frame, and ReLU-lik
 a zero at zero. A batch whose rows are all full length needs no mask at all (one chunk alone, or
 equal lengths). The output is bit-identical to NeMo's (`tests/test_subsampling.py`); on the tiny
 Canary on the CPU, 38 chunks in batches of 4 take 0.95-1.02 s with it and 1.06-1.09 s without.
+On the CPU the rows of a batch go through one by one (`_row_by_row`), which halves the stack's
+time there; a GPU takes the batch at once.
 """
 
 from __future__ import annotations
@@ -35,7 +37,52 @@ def spare_masks(model) -> int:
 
 
 def _forward(self, x, lengths):
-    """Same signature and result as `MaskedConvSequential.forward`: x (batch, time, features)."""
+    """Same signature and result as `MaskedConvSequential.forward`: x (batch, time, features).
+    On the CPU each row runs alone, cut to its length; on a GPU the batch runs together."""
+    if x.device.type == "cpu" and x.shape[0] > 1:
+        return _row_by_row(self, x, lengths)
+    return _batched(self, x, lengths)
+
+
+def _row_by_row(self, x, lengths):
+    """Each row cut to its own length needs no mask and computes no padding, and its activations
+    (channels x frames/2 x mels/2, 8 MB for a 20 s chunk of the tiny Canary) stay in the CPU's
+    cache where a batch's do not: half the time of the batch on the CPU (measured: 17.8 ms
+    against 35.5 ms for four chunks of 17 to 20 s). A convolution's zero padding at a row's end
+    is what the mask gives inside a batch, so the result is NeMo's up to float rounding (a
+    convolution over another shape may sum in another order, as any other batch would), and
+    a chunk's features no longer depend on what it is batched with. Padded frames are zero, as
+    NeMo's last mask leaves them."""
+    import torch
+
+    rows = [_batched(self, x[i : i + 1, : int(lengths[i])], lengths[i : i + 1]) for i in range(x.shape[0])]
+    frames = int(_out_lengths(self, torch.tensor([x.shape[1]]))[0])
+    first = rows[0][0]
+    out = first.new_zeros((x.shape[0], first.shape[1], frames, first.shape[3]))
+    for i, (row, _) in enumerate(rows):
+        out[i, :, : row.shape[2]] = row[0]
+    return out, torch.cat([row_lengths for _, row_lengths in rows])
+
+
+def _out_lengths(self, lengths):
+    """Frames after the stack for inputs of `lengths` frames (NeMo's formula, layer by layer)."""
+    from nemo.collections.asr.parts.submodules.subsampling import calculate_conv_output_size
+
+    current = lengths.clone().float()
+    for layer in self:
+        if hasattr(layer, "stride") and layer.stride != (1, 1):
+            current = calculate_conv_output_size(current, layer.kernel_size[0], layer.stride[0], _padding(layer))
+    return current.long()
+
+
+def _padding(layer):
+    if hasattr(layer, "_left_padding"):  # CausalConv2D
+        return (layer._left_padding, layer._right_padding)
+    return layer.padding
+
+
+def _batched(self, x, lengths):
+    """The whole batch at once, masking only where it changes the result."""
     import torch
     from nemo.collections.asr.parts.submodules.subsampling import apply_channel_mask, calculate_conv_output_size
 
@@ -55,11 +102,7 @@ def _forward(self, x, lengths):
         if not keeps_zero:
             dirty = True
         if hasattr(layer, "stride") and layer.stride != (1, 1):
-            if hasattr(layer, "_left_padding"):  # CausalConv2D
-                padding = (layer._left_padding, layer._right_padding)
-            else:
-                padding = layer.padding
-            current = calculate_conv_output_size(current, layer.kernel_size[0], layer.stride[0], padding)
+            current = calculate_conv_output_size(current, layer.kernel_size[0], layer.stride[0], _padding(layer))
             if mask is not None:
                 mask = self._create_mask(x, current.long())
     if mask is not None and dirty:
