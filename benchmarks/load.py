@@ -1,9 +1,10 @@
 """Load benchmark: many users at once. N concurrent clients each send a 30 s clip (different
-clips, cut from real speech), and the same clips are then sent one after another as the baseline
-of the same run. Optionally one long file runs at the same time, and a 10 s clip is sent while it
-runs. Reports throughput (audio seconds per wall second), p50/p95 latency per clip, 409s, the
-GPU-busy share (in-process), the server worker's memory (HTTP), and the decoder processes alive
-after each round with their memory (the warm pool's idle children).
+clips, cut from real speech); the same clips sent one after another are the baseline of the same
+run: each round is a pair of the two, and the median of the pairs' ratios is reported.
+Optionally one long file runs at the same time, and a 10 s clip is sent while it runs. Reports
+throughput (audio seconds per wall second), p50/p95 latency per clip, 409s, the GPU-busy share
+(in-process), the server worker's memory (HTTP), and the decoder processes alive after each
+round with their memory (the warm pool's idle children).
 
     # over HTTP against the real server with the tiny model (starts `make serve` itself):
     .venv/bin/python benchmarks/load.py --http --clients 16 [--rounds 1] [--long-minutes 10]
@@ -207,24 +208,35 @@ def run_concurrent(target, clips: list[Path], clients: int) -> tuple[list[float]
     return latencies, audio[0], time.perf_counter() - t, failures
 
 
+def run_sequential(target, clips: list[Path]) -> dict:
+    lat, audio, fail = [], 0.0, []
+    t = time.perf_counter()
+    for path in clips:
+        try:
+            dt, a = timed(target, path)
+            lat.append(dt)
+            audio += a
+        except Exception as e:  # noqa: BLE001 - counted and reported
+            fail.append(f"{type(e).__name__}: {e}")
+    return summarise("sequential", lat, audio, time.perf_counter() - t, fail)
+
+
 def measure(target, clips: list[Path], clients: int, rounds: int, long_file: Path | None, sequential: bool) -> list[dict]:
+    """With the baseline, each round is a pair: the clips one after another, then all at once,
+    and the ratio is the pair's. Alternating cancels the drift of a shared machine (runs vary
+    by +-30 % here), and one unmeasured round of each first keeps first-use costs (the decoder
+    pool, the allocator's first batches) out of both."""
     rows = []
     timed(target, clips[0])  # warm-up
     if sequential:
-        seq_lat, seq_audio, seq_fail = [], 0.0, []
-        t = time.perf_counter()
-        for path in clips:
-            try:
-                dt, a = timed(target, path)
-                seq_lat.append(dt)
-                seq_audio += a
-            except Exception as e:  # noqa: BLE001
-                seq_fail.append(f"{type(e).__name__}: {e}")
-        seq_wall = time.perf_counter() - t
-        rows.append(summarise("sequential", seq_lat, seq_audio, seq_wall, seq_fail))
+        run_sequential(target, clips)
+        run_concurrent(target, clips, clients)
     busy0 = getattr(target, "busy_s", lambda: 0.0)()
-    rss = []
+    rss, ratios = [], []
     for r in range(rounds):
+        if sequential:
+            rows.append({**run_sequential(target, clips), "measure": f"sequential_round{r + 1}"})
+            busy0 = getattr(target, "busy_s", lambda: 0.0)()
         lat, audio, wall, fail = run_concurrent(target, clips, clients)
         rss.append(target.worker_rss_mb())
         row = summarise(f"concurrent_round{r + 1}", lat, audio, wall, fail, clients=clients,
@@ -235,9 +247,13 @@ def measure(target, clips: list[Path], clients: int, rounds: int, long_file: Pat
         if hasattr(target, "busy_s"):
             row["gpu_busy_share"] = round((target.busy_s() - busy0) / wall, 3)
             busy0 = target.busy_s()
-        if sequential and r == 0 and rows[0]["wall_s"]:
-            row["wall_vs_sequential"] = round(wall / rows[0]["wall_s"], 3)
+        if sequential and rows[-1]["wall_s"]:
+            ratios.append(wall / rows[-1]["wall_s"])
+            row["wall_vs_sequential"] = round(ratios[-1], 3)
         rows.append(row)
+    if ratios:
+        rows.append({"measure": "ratio", "wall_vs_sequential_median": round(statistics.median(ratios), 3),
+                     "pairs": [round(x, 3) for x in ratios]})
     if rounds > 1:
         rows.append({"measure": "memory", "worker_rss_mb_first_round": rss[0], "worker_rss_mb_last_round": rss[-1],
                      "growth_mb": round((rss[-1] or 0) - (rss[0] or 0), 1), "predictions": rounds * len(clips)})

@@ -32,7 +32,7 @@ def test_rehearsal_measures_every_part(tmp_path, tiny_model, shared_audio):
     assert fast["rtfx_model_timestamps"] > 0 and set(fast["stages_s_per_hour"]) >= {"encoder", "decoder", "alignment"}
     assert nemo["rtfx_model"] > 0 and "rtfx_end_to_end" not in nemo  # the baseline: model only
     load = {r["measure"]: r for r in by_part["canary"] if r["variant"].startswith("load")}
-    assert load["sequential"]["failed"] == load["concurrent_round1"]["failed"] == 0
+    assert load["sequential_round1"]["failed"] == load["concurrent_round1"]["failed"] == 0
     assert load["concurrent_round1"]["clips"] == 4 and load["concurrent_round1"]["audio_s_per_wall_s"] > 0
     for row in by_part["parakeet"]:
         assert row["audio_s"] >= 59 and row["rtfx_model"] > 0 and row["rtfx_end_to_end"] > 0
