@@ -197,7 +197,8 @@ class Transcriber:
             traceback.clear_frames(e.__traceback__)
             raise
         finally:
-            release_memory()
+            if self.cores.active == 0:  # the last one out: nothing else is working
+                release_memory()
 
     def _transcribe(self, audio, options: TranscribeOptions, progress: Progress | None,
                     display_name: str | None, cancel: threading.Event | None, workers: int) -> Transcript:
@@ -508,9 +509,12 @@ def fix_mmap_threshold() -> None:
 
 
 def release_memory() -> None:
-    """Give freed heap back to the OS after each file. A long-running server otherwise keeps the
-    high-water mark of every malloc arena (one per thread that ever allocated), which looks like
-    a slow leak; glibc's malloc_trim returns it. No-op where glibc is not the allocator."""
+    """Give freed heap back to the OS when the worker goes idle (the last running file ends). A
+    long-running server otherwise keeps the high-water mark of every malloc arena (one per
+    thread that ever allocated), which looks like a slow leak; glibc's malloc_trim returns it.
+    Not while other files run: it also gives back the pages the model thread freed a moment ago
+    and takes again for its next batch, each then faulted in and zeroed anew. No-op where glibc
+    is not the allocator."""
     try:
         import ctypes
 
