@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -294,6 +295,7 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="asr-load-clips-"))
     clips = make_clips(args.clients, args.clip_s, work)
+    os.sync()  # their writeback would otherwise land in a measured round, ~30 s from now
     long_file = None
     if args.long_minutes:
         from frontend import make_mp3
