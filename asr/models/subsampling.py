@@ -52,10 +52,11 @@ def _row_by_row(self, x, lengths):
     is what the mask gives inside a batch, so the result is NeMo's up to float rounding (a
     convolution over another shape may sum in another order, as any other batch would), and
     a chunk's features no longer depend on what it is batched with. Padded frames are zero, as
-    NeMo's last mask leaves them."""
+    NeMo's last mask leaves them. A row of no frames keeps one, which its mask then zeroes (a
+    convolution over none fails)."""
     import torch
 
-    rows = [_batched(self, x[i : i + 1, : int(lengths[i])], lengths[i : i + 1]) for i in range(x.shape[0])]
+    rows = [_batched(self, x[i : i + 1, : max(1, int(lengths[i]))], lengths[i : i + 1]) for i in range(x.shape[0])]
     frames = int(_out_lengths(self, torch.tensor([x.shape[1]]))[0])
     first = rows[0][0]
     out = first.new_zeros((x.shape[0], first.shape[1], frames, first.shape[3]))
