@@ -225,12 +225,11 @@ def run_sequential(target, clips: list[Path]) -> dict:
 def measure(target, clips: list[Path], clients: int, rounds: int, long_file: Path | None, sequential: bool) -> list[dict]:
     """With the baseline, each round is a pair: the clips one after another, then all at once,
     and the ratio is the pair's. Alternating cancels the drift of a shared machine (runs vary
-    by +-30 % here), and one unmeasured round of each first keeps first-use costs (the decoder
-    pool, the allocator's first batches) out of both."""
+    by +-30 % here), and one unmeasured round at once first keeps first-use costs (the decoder
+    pool, the allocator's or the GPU's first batches of each size) out of both."""
     rows = []
     timed(target, clips[0])  # warm-up
     if sequential:
-        run_sequential(target, clips)
         run_concurrent(target, clips, clients)
     busy0 = getattr(target, "busy_s", lambda: 0.0)()
     rss, ratios = [], []
