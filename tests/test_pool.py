@@ -299,6 +299,27 @@ def test_a_file_behind_a_long_one_starts_its_own_child(files):
         pool.close()
 
 
+def test_a_file_well_after_a_long_one_began_starts_its_own_child_at_once(files):
+    """The long file took its child longer ago than the quiet time and none came back since:
+    nothing will soon, so the next file does not wait the quiet time again."""
+    wait_s = 3.0
+    pool = ChildPool(PoolOptions(size=1, wait_s=wait_s))
+    limits = AudioLimits()
+    try:
+        list(FrontEnd(workers=1, pool=pool).run(files[0]))
+        held = MediaStream(files[0], "long.wav", limits, with_vad=False, pool=pool).__enter__()
+        time.sleep(wait_s + 0.2)
+        started = time.monotonic()
+        with MediaStream(files[1], "short.mp3", limits, with_vad=False, pool=pool) as short:
+            assert time.monotonic() - started < wait_s - 0.5  # a child's start, not the wait
+            assert short.pids and short.pids != held.pids
+            assert consume(short) > 0
+        consume(held)
+        held.close()
+    finally:
+        pool.close()
+
+
 def test_without_a_pool_each_file_starts_its_own_child_at_once(files):
     """ASR_DECODER_POOL=0: no waiting for a child to come back, and none is kept."""
     pool = ChildPool(PoolOptions(size=0, wait_s=30.0))

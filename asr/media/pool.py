@@ -13,8 +13,10 @@ A file gets as many children as it asks for (asr.serving.cores decides how many)
 first, the rest started. When none is idle and the pool is full, files wait in turn for
 children to come back: with many short files at once one comes back every fraction of a second,
 sooner than a new child would be ready, and starting many children at once on busy cores takes
-seconds. A waiting file starts a child only when none has come back for about what starting one
-for each waiting file would take on the pool's cores (the busy ones are held by long files).
+seconds. A waiting file starts a child only when no child has been handed out or come back for
+about what starting one for each waiting file would take on the pool's cores: the busy ones are
+then held by long files, and a short file that arrives well after a long one began starts its
+child at once.
 Children started past `size` are retired when they come back. Idle children retire after
 `idle_s`. Each child runs in its own session with its own limits, as before.
 """
@@ -295,6 +297,8 @@ class ChildPool:
         """Files waiting for a child, in turn."""
         self._last_return = 0.0
         """When a child last came back for another file."""
+        self._last_take = 0.0
+        """When a file last got its children."""
 
     def stats(self) -> PoolStats:
         with self._cond:
@@ -319,7 +323,6 @@ class ChildPool:
         got: list[ChildProcess] = []
         doomed: list[ChildProcess] = []
         me = object()
-        since = None
         with self._cond:
             try:
                 while True:
@@ -331,11 +334,11 @@ class ChildPool:
                             doomed += self._make_room()
                     if got or self._closed or self._live < self.options.size or self.options.size == 0:
                         break
-                    now = time.monotonic()
-                    if since is None:
-                        since = now
+                    if me not in self._waiters:
                         self._waiters.append(me)
-                    quiet = now - max(since, self._last_return)
+                    # no child handed out or given back for this long: the children out are held
+                    # by long files (a file that comes after a long one has started needs no wait)
+                    quiet = time.monotonic() - max(self._last_take, self._last_return)
                     # starting a child for each waiting file takes that many start-ups per core
                     wait_s = self.wait_s() * max(1.0, len(self._waiters) / max(1, self.options.size))
                     if quiet >= wait_s or (stop is not None and stop.is_set()):
@@ -347,6 +350,8 @@ class ChildPool:
                     self._cond.notify_all()
             fresh = 0 if (stop is not None and stop.is_set() and not got) else wanted - len(got)
             self._live += fresh
+            if got or fresh:
+                self._last_take = time.monotonic()
         for child in doomed:
             child.close()
         started = 0
