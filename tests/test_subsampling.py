@@ -8,9 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asr.models import runtime
-from asr.models import subsampling
-from asr.models.subsampling import spare_masks
+from asr.models import runtime, subsampling
 
 
 @pytest.mark.parametrize("kind", ["canary", "parakeet-tdt", "ctc"])
@@ -24,8 +22,8 @@ def test_sparing_masks_changes_no_bit_of_the_subsampled_features(kind):
     convs = [(m, owner.cfg.preprocessor.features) for owner in owners for m in owner.modules()
              if isinstance(m, MaskedConvSequential)]
     assert convs, f"the tiny {kind} has no masked subsampling"
-    assert spare_masks(model) == len(convs)
-    assert spare_masks(model) == 0, "a second call changes nothing"
+    assert subsampling.spare_masks(model) == len(convs)
+    assert subsampling.spare_masks(model) == 0, "a second call changes nothing"
     torch.manual_seed(0)
     with torch.inference_mode():
         for lengths, frames in (([301, 173, 64, 9], 301), ([250, 250], 250), ([250, 199], 263), ([7], 12), ([40, 0], 40)):
